@@ -1,0 +1,232 @@
+"""Command-line interface: ``vo2spike {simulate,data fetch,train,evaluate,predict,run}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from vo2spike.data.fetch import FetchError, fetch_physionet
+from vo2spike.data.read import MEASURE_FILE, SIMULATION_MARKER, SUBJECT_FILE, DataError
+from vo2spike.data.simulate import PROTOCOLS, write_cohort
+from vo2spike.data.windows import prepare_windows
+from vo2spike.outputs import OutputExistsError, check_writable
+from vo2spike.train import TrainConfig
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DEMOGRAPHICS = REPO.parent / "shared/data/physionet-treadmill-1.0.1" / SUBJECT_FILE
+QUICK = {"epochs": 3, "patience": 3}
+QUICK_TESTS = 120
+
+log = logging.getLogger("vo2spike")
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    cfg = TrainConfig(seed=args.seed, **(QUICK if args.quick else {}))
+    if getattr(args, "epochs", None):
+        cfg.epochs = args.epochs
+    return cfg
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    out = write_cohort(args.out, n_tests=args.n_tests, demographics_csv=args.demographics,
+                       protocol=args.protocol, seed=args.seed, force=args.force)
+    info = json.loads((out / SIMULATION_MARKER).read_text())
+    print(f"wrote SIMULATED cohort to {out}: {info['n_tests']} tests of {info['n_people']} "
+          f"people, protocol {args.protocol}, seed {args.seed}")
+
+
+def cmd_fetch(args: argparse.Namespace) -> None:
+    out = fetch_physionet(args.out, base_url=args.base_url, force=args.force)
+    print(f"downloaded and verified the PhysioNet release in {out}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from vo2spike.train import train_run
+
+    m = train_run(args.data, args.out, _train_config(args), force=args.force, resume=args.resume)
+    print(f"trained on {m['data_kind']} data: {args.out} (spiking best epoch "
+          f"{m['spiking']['best_epoch']}, twin best epoch {m['twin']['best_epoch']}, "
+          f"{m['total_seconds']:.0f} s)")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from vo2spike.evaluate import evaluate_run, results_table
+    from vo2spike.predict import DEFAULT_MODEL
+
+    model = args.model or DEFAULT_MODEL
+    r = evaluate_run(model, args.data, out=args.out, force=args.force)
+    print(f"\nData: {r['data_kind']} — {r['split']}\n")
+    print(results_table(r))
+    print(f"\nreport: {Path(args.out) if args.out else Path(model) / 'evaluation'}/report.md")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from vo2spike.predict import predict_dir
+
+    windows, tests = predict_dir(args.data, args.out, model_dir=args.model, force=args.force)
+    print(f"wrote {len(windows)} windows of {len(tests)} tests to {args.out}/windows.csv "
+          f"and {args.out}/tests.csv")
+
+
+def _resolve_run_data(args: argparse.Namespace) -> Path:
+    """The real data if given and present, otherwise a simulated cohort (said loudly)."""
+    data = args.data or os.environ.get("VO2SPIKE_DATA")
+    if data and (Path(data) / MEASURE_FILE).is_file():
+        return Path(data)
+    demographics = args.demographics
+    if data and not demographics and (Path(data) / SUBJECT_FILE).is_file():
+        demographics = Path(data) / SUBJECT_FILE
+    if not demographics and SHARED_DEMOGRAPHICS.is_file():
+        demographics = SHARED_DEMOGRAPHICS
+    n_tests = QUICK_TESTS if args.quick else None
+    name = f"simulated-{'real-demographics' if demographics else 'synthetic'}-" \
+           f"{n_tests or 'all'}-seed{args.seed}"
+    sim_dir = REPO / "data" / name
+    if sim_dir.is_relative_to(Path.cwd()):
+        sim_dir = sim_dir.relative_to(Path.cwd())
+    banner = "=" * 78
+    why = f"{data} has no {MEASURE_FILE}" if data else "no --data / VO2SPIKE_DATA given"
+    who = f"real demographics from {demographics}" if demographics else "synthetic demographics"
+    print(f"{banner}\nNO REAL MEASUREMENTS: {why}.\nTraining and evaluating on a SIMULATED "
+          f"cohort ({who}).\n"
+          f"Every figure below comes from SYNTHETIC data, not from real people.\n{banner}",
+          flush=True)
+    marker = sim_dir / SIMULATION_MARKER
+    if marker.is_file():
+        print(f"reusing the simulated cohort in {sim_dir}")
+        return sim_dir
+    write_cohort(sim_dir, n_tests=n_tests, demographics_csv=demographics, seed=args.seed)
+    return sim_dir
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from vo2spike.evaluate import evaluate_run, results_table
+    from vo2spike.train import train_run
+
+    t0 = time.time()
+    out = Path(args.out) if args.out else REPO / "runs" / time.strftime("run-%Y%m%d-%H%M%S")
+    check_writable(out, args.force)
+    data = _resolve_run_data(args)
+    prepared = prepare_windows(data)
+    train_run(data, out, _train_config(args), force=args.force, prepared=prepared)
+    r = evaluate_run(out, data, force=True, prepared=prepared)
+    if not args.out:
+        latest = out.parent / "latest"
+        if latest.is_symlink() or not latest.exists():
+            latest.unlink(missing_ok=True)
+            latest.symlink_to(out.name)
+    print(f"\nResults on the person-disjoint test split. Data: {r['data_kind'].upper()}\n")
+    print(results_table(r))
+    rates = ", ".join(f"{k} {v:.3f}" for k, v in r["spike_rates"].items())
+    print(f"\nspike rates: {rates}; parameters: {r['parameters']['spiking TCN+LIF']:,}")
+    print(f"run directory: {out} (report: {out / 'evaluation' / 'report.md'}); "
+          f"{time.time() - t0:.0f} s")
+
+
+def cmd_realism(args: argparse.Namespace) -> None:
+    from vo2spike.data.realism import realism_report
+    from vo2spike.outputs import atomic_write_text
+
+    text = realism_report(args.yoyo, n_sim=args.n_sim, seed=args.seed)
+    if args.out:
+        check_writable(args.out, args.force)
+        atomic_write_text(args.out, "# Simulator vs real recordings\n\n" + text)
+        print(f"wrote {args.out}")
+    print(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for every sub-command."""
+    p = argparse.ArgumentParser(prog="vo2spike", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="write a simulated cohort (PhysioNet format)")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--n-tests", type=int, default=None,
+                   help="number of tests (default 992, or every row of --demographics)")
+    s.add_argument("--demographics", type=Path, help="subject-info.csv whose people to simulate")
+    s.add_argument("--protocol", choices=PROTOCOLS, default="ramp")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--force", action="store_true", help="replace --out if it exists")
+    s.set_defaults(func=cmd_simulate)
+
+    d = sub.add_parser("data", help="data utilities")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    f = dsub.add_parser("fetch", help="download and verify the PhysioNet release")
+    f.add_argument("--out", type=Path, default=Path("data/physionet-treadmill-1.0.1"))
+    f.add_argument("--base-url", default=None, help="mirror of the release's files/ folder")
+    f.add_argument("--force", action="store_true")
+    f.set_defaults(func=cmd_fetch)
+
+    t = sub.add_parser("train", help="train the spiking model and its ANN twin")
+    t.add_argument("--data", type=Path, required=True)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quick", action="store_true", help="a few epochs only (smoke test)")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    t.add_argument("--force", action="store_true", help="replace --out if it exists")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics, baselines and report on the test split")
+    e.add_argument("--model", type=Path, help="run directory (default: models/default)")
+    e.add_argument("--data", type=Path, required=True)
+    e.add_argument("--out", type=Path, help="report folder (default: MODEL/evaluation)")
+    e.add_argument("--force", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="predict every test of a data directory")
+    pr.add_argument("--model", type=Path, help="run directory (default: models/default)")
+    pr.add_argument("--data", type=Path, required=True)
+    pr.add_argument("--out", type=Path, required=True)
+    pr.add_argument("--force", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
+    r = sub.add_parser("run", help="the main job: data (real or simulated), train, evaluate")
+    r.add_argument("--data", type=Path, help="real data directory (default: $VO2SPIKE_DATA)")
+    r.add_argument("--out", type=Path, help="run directory (default: runs/run-<time>)")
+    r.add_argument("--demographics", type=Path,
+                   help="subject-info.csv for the simulated cohort (default: the shared one)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--quick", action="store_true",
+                   help=f"{QUICK_TESTS} simulated tests, {QUICK['epochs']} epochs")
+    r.add_argument("--force", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    re_ = sub.add_parser("realism", help="compare the simulator with real Yo-Yo recordings")
+    re_.add_argument("--yoyo", type=Path, default=REPO.parent / "shared/data/yoyo-k5")
+    re_.add_argument("--n-sim", type=int, default=60, help="simulated tests per protocol")
+    re_.add_argument("--seed", type=int, default=0)
+    re_.add_argument("--out", type=Path, help="markdown file to write")
+    re_.add_argument("--force", action="store_true")
+    re_.set_defaults(func=cmd_realism)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for bad input, 1 for other failures)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s",
+                        stream=sys.stderr)
+    if getattr(args, "base_url", "unset") is None:
+        from vo2spike.data.fetch import PHYSIONET_URL
+
+        args.base_url = PHYSIONET_URL
+    try:
+        args.func(args)
+    except (DataError, OutputExistsError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FetchError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data stage: read, validate, clean, resample, window, split and simulate recordings."""

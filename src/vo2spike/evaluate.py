@@ -1,0 +1,207 @@
+"""Evaluation on the person-disjoint test split: the spiking model, its ANN twin and a
+ridge-regression baseline, with a markdown report and plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.linear_model import RidgeCV  # noqa: E402
+from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from vo2spike.data.read import Dataset  # noqa: E402
+from vo2spike.data.split import split_by_person, split_masks  # noqa: E402
+from vo2spike.data.windows import Windows, prepare_windows  # noqa: E402
+from vo2spike.model.net import count_parameters  # noqa: E402
+from vo2spike.outputs import atomic_dir, write_json  # noqa: E402
+from vo2spike.predict import per_test_vo2max  # noqa: E402
+from vo2spike.train import load_model, predict_windows  # noqa: E402
+
+log = logging.getLogger("vo2spike")
+
+
+def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """R², RMSE, MAE (in the units of y) and MAPE (%)."""
+    return {
+        "r2": float(r2_score(y, pred)),
+        "rmse": float(np.sqrt(mean_squared_error(y, pred))),
+        "mae": float(mean_absolute_error(y, pred)),
+        "mape": float(np.mean(np.abs(pred - y) / np.abs(y)) * 100.0),
+    }
+
+
+def score(w: Windows, vo2_pred: np.ndarray, window_vo2max: np.ndarray) -> dict:
+    """Window VO2 metrics (mL/min) and per-test VO2max metrics (mL/min and mL/kg/min)."""
+    tests = w.tests.merge(per_test_vo2max(w.id_test, window_vo2max), on="ID_test")
+    rel_true = tests["vo2max"] / tests["Weight"]
+    rel_pred = tests["vo2max_pred"] / tests["Weight"]
+    return {
+        "vo2_ml_min": regression_metrics(w.vo2, vo2_pred),
+        "vo2max_ml_min": regression_metrics(tests["vo2max"].to_numpy(),
+                                            tests["vo2max_pred"].to_numpy()),
+        "vo2max_ml_kg_min": regression_metrics(rel_true.to_numpy(), rel_pred.to_numpy()),
+        "n_windows": int(len(w)),
+        "n_tests": int(len(tests)),
+    }, tests
+
+
+def window_means(x: np.ndarray) -> np.ndarray:
+    """Ridge features: the mean of each input channel over the window."""
+    return x.mean(axis=2)
+
+
+def ridge_baseline(train: Windows, test: Windows) -> tuple[np.ndarray, np.ndarray, int]:
+    """Ridge regression on window means of the inputs for VO2 and VO2max (mL/min)."""
+    preds, n_params = [], 0
+    for target in ("vo2", "vo2max"):
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+        model.fit(window_means(train.x), getattr(train, target))
+        preds.append(model.predict(window_means(test.x)))
+        n_params += train.x.shape[1] + 1
+    return preds[0], preds[1], n_params
+
+
+def _plots(out: Path, w: Windows, tests: pd.DataFrame, vo2_pred: np.ndarray, title: str) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, (y, p, name) in zip(axes, [(w.vo2, vo2_pred, "window VO2"),
+                                       (tests["vo2max"], tests["vo2max_pred"], "test VO2max")],
+                                strict=True):
+        ax.scatter(y, p, s=4 if name.startswith("window") else 12, alpha=0.4)
+        lo, hi = float(min(np.min(y), np.min(p))), float(max(np.max(y), np.max(p)))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.set_xlabel(f"measured {name} (mL/min)")
+        ax.set_ylabel(f"predicted {name} (mL/min)")
+        ax.set_title(name)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out / "pred_vs_measured.png", dpi=90)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, (y, p, name) in zip(axes, [(w.vo2, vo2_pred, "window VO2"),
+                                       (tests["vo2max"], tests["vo2max_pred"], "test VO2max")],
+                                strict=True):
+        y, p = np.asarray(y, float), np.asarray(p, float)
+        mean, diff = (y + p) / 2, p - y
+        bias, sd = diff.mean(), diff.std(ddof=1)
+        ax.scatter(mean, diff, s=4 if name.startswith("window") else 12, alpha=0.4)
+        for v, style in [(bias, "-"), (bias + 1.96 * sd, "--"), (bias - 1.96 * sd, "--")]:
+            ax.axhline(v, color="k", ls=style, lw=1)
+        ax.set_xlabel(f"mean of measured and predicted {name} (mL/min)")
+        ax.set_ylabel("predicted - measured (mL/min)")
+        ax.set_title(f"Bland-Altman {name}: bias {bias:.0f}, LoA ±{1.96 * sd:.0f}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out / "bland_altman.png", dpi=90)
+    plt.close(fig)
+
+
+def _fmt_row(name: str, m: dict) -> str:
+    a, b, c = m["vo2_ml_min"], m["vo2max_ml_min"], m["vo2max_ml_kg_min"]
+    return (f"| {name} | {a['r2']:.3f} | {a['rmse']:.0f} | {a['mae']:.0f} | {b['r2']:.3f} | "
+            f"{b['rmse']:.0f} | {c['rmse']:.2f} | {c['mape']:.1f}% |")
+
+
+def results_table(results: dict) -> str:
+    """Markdown table of every model's metrics."""
+    lines = [
+        "| model | VO2 R² | VO2 RMSE (mL/min) | VO2 MAE (mL/min) | VO2max R² | "
+        "VO2max RMSE (mL/min) | VO2max RMSE (mL/kg/min) | VO2max MAPE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [_fmt_row(name, m) for name, m in results["models"].items()]
+    return "\n".join(lines)
+
+
+def evaluate_run(run_dir: Path, data_dir: Path, out: Path | None = None,
+                 force: bool = False, prepared: tuple[Dataset, Windows] | None = None) -> dict:
+    """Evaluate a run on the test split of ``data_dir``; write report.md, metrics.json and
+    plots to ``out`` (default RUN_DIR/evaluation). Returns the metrics."""
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    out = Path(out) if out else run_dir / "evaluation"
+    model, norm, config = load_model(run_dir)
+    dataset, windows = prepared or prepare_windows(data_dir)
+    same_data = config["data"]["sha256"] == dataset.source["sha256"]
+    if same_data:
+        split, split_note = config["split"], "the model's own person-disjoint test split"
+    else:
+        split = split_by_person(windows.person, config["seed"])
+        split_note = ("a fresh person-disjoint split of this data (not the data the model was "
+                      "trained on; the model saw none of it, the ridge baseline its train part)")
+        log.warning("%s is not the data %s was trained on: using %s", data_dir, run_dir,
+                    split_note)
+    masks = split_masks(windows.person, split)
+    train_w, test_w = windows.subset(masks["train"]), windows.subset(masks["test"])
+    if len(test_w) == 0:
+        raise ValueError(f"{data_dir}: the test split has no windows")
+
+    results: dict = {"data_kind": dataset.source["kind"], "data_path": str(data_dir),
+                     "split": split_note, "models": {}}
+    pred = predict_windows(model, norm, test_w.x)
+    results["models"]["spiking TCN+LIF"], tests = score(test_w, pred["vo2"], pred["vo2max"])
+    results["spike_rates"] = {k[len("spike_rate_"):]: float(v) for k, v in pred.items()
+                              if k.startswith("spike_rate_")}
+    params = {"spiking TCN+LIF": count_parameters(model)}
+    try:
+        twin, twin_norm, _ = load_model(run_dir, twin=True)
+        tp = predict_windows(twin, twin_norm, test_w.x)
+        results["models"]["ANN twin (same TCN, no spikes)"], _ = score(test_w, tp["vo2"],
+                                                                       tp["vo2max"])
+        params["ANN twin (same TCN, no spikes)"] = count_parameters(twin)
+    except FileNotFoundError:
+        log.warning("%s has no ANN twin: baseline skipped", run_dir)
+    if len(train_w):
+        rv, rmax, n = ridge_baseline(train_w, test_w)
+        results["models"]["ridge on window means"], _ = score(test_w, rv, rmax)
+        params["ridge on window means"] = n
+    results["parameters"] = params
+    snn = results["models"]["spiking TCN+LIF"]["vo2_ml_min"]["r2"]
+    twin_m = results["models"].get("ANN twin (same TCN, no spikes)")
+    if twin_m:
+        results["spiking_minus_twin_vo2_r2"] = snn - twin_m["vo2_ml_min"]["r2"]
+
+    with atomic_dir(out, force=force) as tmp:
+        title = f"test split, data: {dataset.source['kind']}"
+        _plots(tmp, test_w, tests, pred["vo2"], title)
+        write_json(tmp / "metrics.json", results)
+        (tmp / "report.md").write_text(render_report(results, run_dir))
+    return results
+
+
+def render_report(results: dict, run_dir: Path) -> str:
+    """The markdown evaluation report."""
+    m = results["models"]["spiking TCN+LIF"]
+    rates = ", ".join(f"{k}: {v:.3f}" for k, v in results["spike_rates"].items())
+    params = ", ".join(f"{k}: {v:,}" for k, v in results["parameters"].items())
+    return f"""# vo2spike evaluation
+
+- model: `{run_dir}`
+- data: **{results['data_kind']}** (`{results['data_path']}`)
+- split: {results['split']}; {m['n_windows']} windows (60 s, 30 s stride) of {m['n_tests']} tests
+
+{results_table(results)}
+
+VO2: per window, mean of the 1 Hz VO2 over 60 s. VO2max: per test, highest 30 s mean of the
+1 Hz VO2; the model's estimate is the mean of its window estimates for that test.
+
+- spike rate per layer (fraction of neuron-steps that fire): {rates}
+- parameters: {params}
+
+![predicted vs measured](pred_vs_measured.png)
+
+![Bland-Altman](bland_altman.png)
+"""
+
+
+def load_metrics(eval_dir: Path) -> dict:
+    """Read an evaluation's metrics.json."""
+    return json.loads((Path(eval_dir) / "metrics.json").read_text())

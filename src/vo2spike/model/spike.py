@@ -1,0 +1,53 @@
+"""Leaky integrate-and-fire layer with a triangular surrogate gradient (plain torch).
+
+Surrogate after Li et al., arXiv:2212.02233: forward is the Heaviside step, backward is
+dS/dU = (1/gamma) * max(0, 1 - |U - threshold| / gamma).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TriangularSpike(torch.autograd.Function):
+    """Spike = 1 where ``v = U - threshold > 0``; triangular surrogate gradient of width gamma."""
+
+    @staticmethod
+    def forward(ctx, v: torch.Tensor, gamma: float) -> torch.Tensor:
+        ctx.save_for_backward(v)
+        ctx.gamma = gamma
+        return (v > 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (v,) = ctx.saved_tensors
+        gamma = ctx.gamma
+        surrogate = torch.clamp(1.0 - v.abs() / gamma, min=0.0) / gamma
+        return grad_out * surrogate, None
+
+
+class LIF(nn.Module):
+    """Linear synapse into leaky integrate-and-fire neurons.
+
+    Per step: U[t] = beta * U[t-1] + W x[t] + b; S[t] = step(U[t] - threshold);
+    then U[t] -= S[t] * threshold (reset by subtraction; the reset is not differentiated).
+    Input (B, T, in_features) -> spikes (B, T, out_features) of 0/1.
+    """
+
+    def __init__(self, in_features: int, out_features: int, beta: float = 0.9,
+                 threshold: float = 1.0, gamma: float = 0.5) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_features, out_features)
+        self.beta, self.threshold, self.gamma = beta, threshold, gamma
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        current = self.fc(x)
+        u = torch.zeros_like(current[:, 0])
+        spikes = []
+        for t in range(current.shape[1]):
+            u = self.beta * u + current[:, t]
+            s = TriangularSpike.apply(u - self.threshold, self.gamma)
+            u = u - s.detach() * self.threshold
+            spikes.append(s)
+        return torch.stack(spikes, dim=1)

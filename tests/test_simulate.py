@@ -1,0 +1,119 @@
+"""Physiological invariants of the simulator."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vo2spike.data.read import load_dataset
+from vo2spike.data.simulate import (
+    demand_vo2,
+    protocol_speed,
+    sample_physiology,
+    simulate_cohort,
+    simulate_signals,
+    synthetic_demographics,
+    write_cohort,
+)
+from vo2spike.outputs import OutputExistsError
+
+from .conftest import SHARED
+
+
+def _person(seed=0, fitness=0.0):
+    rng = np.random.default_rng(seed)
+    return sample_physiology(30, 70, 178, 0, fitness, rng), rng
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ramp_test_physiology(seed):
+    p, rng = _person(seed)
+    speed = protocol_speed("ramp", p, 70, rng)
+    s = simulate_signals(speed, p, 70, rng)
+    assert np.all(s["VO2"] <= p.vo2max + 1e-6)
+    assert s["VO2"].max() > 0.9 * p.vo2max  # a maximal test reaches VO2max
+    assert np.all(s["HR"] <= p.hr_max + 1e-6)
+    peak = np.argmax(s["VO2"])
+    assert 45 <= s["RR"][peak] <= 70
+    rer = s["VCO2"] / s["VO2"]
+    f = s["VO2"] / p.vo2max
+    assert rer[f > 0.97].mean() > 1.0 > rer[(f > 0.3) & (f < p.vt1 - 0.05)].mean()
+    eq = s["VE"] * 1000 / s["VO2"]
+    assert eq[f > 0.97].mean() > eq[(f > 0.4) & (f < p.vt2 - 0.05)].mean()  # VE/VO2 rises
+    # Graded test: 6 km/h, +1 km/h per minute, then walking recovery.
+    running = speed[speed > 0]
+    assert running[0] == 6.0 and running[-1] == 5.0 and running.max() >= 10
+
+
+def test_fitter_people_have_higher_vo2max_and_lower_hr_at_same_speed():
+    fit, rng1 = _person(1, fitness=1.5)
+    unfit, rng2 = _person(1, fitness=-1.5)
+    assert fit.vo2max > unfit.vo2max
+    speed = np.full(600, 10.0)
+    hr_fit = simulate_signals(speed, fit, 70, rng1)["HR"][-60:].mean()
+    hr_unfit = simulate_signals(speed, unfit, 70, rng2)["HR"][-60:].mean()
+    assert hr_fit < hr_unfit
+
+
+def test_demand_follows_acsm():
+    p, _ = _person()
+    d = demand_vo2(np.array([6.0, 12.0]), p, 70)
+    assert np.isclose(d[0], (3.5 + 0.1 * 100) * 70)
+    assert np.isclose(d[1], (3.5 + 0.2 * 200 * p.economy) * 70)
+
+
+def test_protocols_have_their_shape():
+    p, rng = _person(2)
+    steady = protocol_speed("steady", p, 70, rng)
+    assert len(np.unique(steady)) == 3  # warm-up, pace, cool-down
+    intervals = protocol_speed("intervals", p, 70, rng)
+    assert len(np.flatnonzero(np.diff(intervals))) >= 10
+
+
+def test_cohort_is_reproducible_and_has_breath_rows():
+    demo = synthetic_demographics(6, np.random.default_rng(0))
+    a = simulate_cohort(demo, seed=4)[1]
+    b = simulate_cohort(demo, seed=4)[1]
+    c = simulate_cohort(demo, seed=5)[1]
+    pd.testing.assert_frame_equal(a, b)
+    assert not a["VO2"].equals(c["VO2"])
+    dt = a.groupby("ID_test")["time"].diff().dropna()
+    assert dt.std() > 0.3  # irregular breath timing
+    assert (a["VO2"] > 10_000).sum() >= 0 and (a["HR"] == 0).sum() >= 0
+
+
+def test_cohort_includes_artefacts_that_cleaning_removes(sim_dir):
+    raw = pd.read_csv(sim_dir / "test_measure.csv")
+    assert (raw["VO2"] > 10_000).any() and (raw["HR"] == 0).any()
+    ds = load_dataset(sim_dir)
+    assert ds.source["kind"] == "simulated"
+
+
+def test_synthetic_demographics_look_like_malaga():
+    d = synthetic_demographics(992, np.random.default_rng(1))
+    assert len(d) == 992 and d["ID_test"].is_unique
+    assert 0.10 < d["Sex"].mean() < 0.20
+    assert d["Age"].between(10, 64).all()
+    assert d["ID"].nunique() < len(d)  # some people were tested twice
+
+
+def test_real_demographics_are_kept(tmp_path):
+    real = SHARED / "physionet-treadmill-1.0.1" / "subject-info.csv"
+    out = write_cohort(tmp_path / "sim", n_tests=12, demographics_csv=real)
+    got = pd.read_csv(out / "subject-info.csv")
+    want = pd.read_csv(real).iloc[:12]
+    pd.testing.assert_frame_equal(got[["Age", "Weight", "Height", "Sex", "ID_test"]],
+                                  want[["Age", "Weight", "Height", "Sex", "ID_test"]])
+    meas = pd.read_csv(out / "test_measure.csv")
+    assert list(meas.columns) == ["time", "Speed", "HR", "VO2", "VCO2", "RR", "VE", "ID",
+                                  "ID_test"]
+    assert set(meas["ID_test"]) == set(want["ID_test"])
+
+
+def test_write_refuses_to_overwrite(tmp_path):
+    out = write_cohort(tmp_path / "sim", n_tests=2)
+    before = (out / "test_measure.csv").read_bytes()
+    with pytest.raises(OutputExistsError):
+        write_cohort(out, n_tests=3, seed=9)
+    assert (out / "test_measure.csv").read_bytes() == before
+    write_cohort(out, n_tests=3, seed=9, force=True)
+    assert (out / "test_measure.csv").read_bytes() != before
