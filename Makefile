@@ -20,6 +20,9 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/pytest
 
+bench: $(STAMP)
+	$(BIN)/python bench/sim_transfer.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
 

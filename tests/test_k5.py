@@ -58,5 +58,5 @@ def test_realism_stats_recover_simulated_noise():
         subj, meas, _ = simulate_cohort(demo, seed=1, noise=NoiseModel(breath_cv=cv))
         w = subj.set_index("ID_test")["Weight"]
         got = [session_stats(g, w[t])["breath_noise_cv"] for t, g in meas.groupby("ID_test")]
-        total = np.hypot(cv, 0.04)  # shared depth noise plus the gas's own noise
+        total = np.hypot(cv, NoiseModel().own_cv)  # shared depth noise + the gas's own
         assert np.median(got) == pytest.approx(total, rel=0.25)

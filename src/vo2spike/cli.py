@@ -12,13 +12,14 @@ from pathlib import Path
 
 from vo2spike.data.fetch import FetchError, fetch_physionet
 from vo2spike.data.read import MEASURE_FILE, SIMULATION_MARKER, SUBJECT_FILE, DataError
-from vo2spike.data.simulate import PROTOCOLS, write_cohort
+from vo2spike.data.simulate import CALIBRATIONS, PROTOCOLS, write_cohort
 from vo2spike.data.windows import prepare_windows
 from vo2spike.outputs import OutputExistsError, check_writable
 from vo2spike.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DEMOGRAPHICS = REPO.parent / "shared/data/physionet-treadmill-1.0.1" / SUBJECT_FILE
+SHARED_YOYO = REPO.parent / "shared/data/yoyo-k5"
 QUICK = {"epochs": 3, "patience": 3}
 QUICK_TESTS = 120
 
@@ -34,7 +35,8 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_simulate(args: argparse.Namespace) -> None:
     out = write_cohort(args.out, n_tests=args.n_tests, demographics_csv=args.demographics,
-                       protocol=args.protocol, seed=args.seed, force=args.force)
+                       protocol=args.protocol, seed=args.seed, force=args.force,
+                       calibration=args.calibration)
     info = json.loads((out / SIMULATION_MARKER).read_text())
     print(f"wrote SIMULATED cohort to {out}: {info['n_tests']} tests of {info['n_people']} "
           f"people, protocol {args.protocol}, seed {args.seed}")
@@ -85,7 +87,7 @@ def _resolve_run_data(args: argparse.Namespace) -> Path:
         demographics = SHARED_DEMOGRAPHICS
     n_tests = QUICK_TESTS if args.quick else None
     name = f"simulated-{'real-demographics' if demographics else 'synthetic'}-" \
-           f"{n_tests or 'all'}-seed{args.seed}"
+           f"{args.protocol}-{n_tests or 'all'}-seed{args.seed}"
     sim_dir = REPO / "data" / name
     if sim_dir.is_relative_to(Path.cwd()):
         sim_dir = sim_dir.relative_to(Path.cwd())
@@ -96,24 +98,54 @@ def _resolve_run_data(args: argparse.Namespace) -> Path:
           f"cohort ({who}).\n"
           f"Every figure below comes from SYNTHETIC data, not from real people.\n{banner}",
           flush=True)
-    marker = sim_dir / SIMULATION_MARKER
-    if marker.is_file():
-        print(f"reusing the simulated cohort in {sim_dir}")
-        return sim_dir
-    write_cohort(sim_dir, n_tests=n_tests, demographics_csv=demographics, seed=args.seed)
+    # data/ is this command's scratch space: the cohort is rebuilt every run (15 s) so that
+    # a cohort from an older simulator is never reused by mistake.
+    write_cohort(sim_dir, n_tests=n_tests, demographics_csv=demographics, seed=args.seed,
+                 protocol=args.protocol, force=True)
     return sim_dir
 
 
+def _resolve_real(args: argparse.Namespace) -> Path | None:
+    """A canonical directory of real recordings: ``--real`` (canonical, or the Yo-Yo layout,
+    converted once into data/), else the shared Yo-Yo recordings when present."""
+    from vo2spike.data.k5 import convert_yoyo
+
+    if args.no_real:
+        return None
+    src = Path(args.real) if args.real else (SHARED_YOYO if SHARED_YOYO.is_dir() else None)
+    if src is None:
+        print("no real recordings found: the model is trained on simulation only")
+        return None
+    if (src / MEASURE_FILE).is_file():
+        return src
+    dest = REPO / "data" / f"{src.name}-canonical"
+    if dest.is_relative_to(Path.cwd()):
+        dest = dest.relative_to(Path.cwd())
+    convert_yoyo(src, dest, force=True)  # scratch space, rebuilt every run
+    return dest
+
+
 def cmd_run(args: argparse.Namespace) -> None:
-    from vo2spike.evaluate import evaluate_run, results_table
-    from vo2spike.train import train_run
+    from vo2spike.crossval import crossval_run, lopo_table
+    from vo2spike.evaluate import REAL_CV_DIR, evaluate_run, results_table
+    from vo2spike.train import FineTuneConfig, fine_tune_run, train_run
 
     t0 = time.time()
     out = Path(args.out) if args.out else REPO / "runs" / time.strftime("run-%Y%m%d-%H%M%S")
     check_writable(out, args.force)
     data = _resolve_run_data(args)
+    real_dir = _resolve_real(args)
     prepared = prepare_windows(data)
     train_run(data, out, _train_config(args), force=args.force, prepared=prepared)
+    lopo = None
+    if real_dir is not None:
+        real_ds, real_w = prepare_windows(real_dir)
+        ft = FineTuneConfig(seed=args.seed, **({"epochs": 2} if args.quick else {}))
+        print(f"real recordings: {real_dir} ({real_ds.source['kind']}); "
+              "leave-one-person-out, then fine-tuning on all of them", flush=True)
+        lopo = crossval_run(out, real_w, real_ds.source["kind"], prepared[1],
+                            out / REAL_CV_DIR, cfg=ft)
+        fine_tune_run(out, real_w, real_ds.source, prepared[1], ft)
     r = evaluate_run(out, data, force=True, prepared=prepared)
     if not args.out:
         latest = out.parent / "latest"
@@ -122,21 +154,62 @@ def cmd_run(args: argparse.Namespace) -> None:
             latest.symlink_to(out.name)
     print(f"\nResults on the person-disjoint test split. Data: {r['data_kind'].upper()}\n")
     print(results_table(r))
+    if lopo:
+        print(f"\nREAL recordings, leave-one-person-out ({lopo['n_people']} people, "
+              f"{lopo['n_sessions']} sessions, {lopo['n_windows']} windows). "
+              f"Data: {lopo['data_kind']}\n")
+        print(lopo_table(lopo["models"]))
     rates = ", ".join(f"{k} {v:.3f}" for k, v in r["spike_rates"].items())
     print(f"\nspike rates: {rates}; parameters: {r['parameters']['spiking TCN+LIF']:,}")
     print(f"run directory: {out} (report: {out / 'evaluation' / 'report.md'}); "
           f"{time.time() - t0:.0f} s")
 
 
+def cmd_convert(args: argparse.Namespace) -> None:
+    from vo2spike.data.k5 import convert_k5, convert_yoyo
+
+    if args.source == "yoyo":
+        r = convert_yoyo(args.src, args.out, force=args.force)
+    else:
+        if not args.subjects:
+            raise DataError("--from k5 needs --subjects CSV (File,ID,Age,Weight,Height,Sex)")
+        src = Path(args.src)
+        files = sorted(src.glob("*.csv")) if src.is_dir() else [src]
+        files = [f for f in files if f.resolve() != Path(args.subjects).resolve()]
+        r = convert_k5(files, args.subjects, args.out, force=args.force)
+    print(f"wrote {len(r['written'])} session(s) to {args.out}")
+    for test, why in r["skipped"].items():
+        print(f"skipped {test}: {why}")
+
+
+def cmd_crossval(args: argparse.Namespace) -> None:
+    from vo2spike.crossval import crossval_run, lopo_table
+    from vo2spike.evaluate import REAL_CV_DIR
+
+    config = json.loads((Path(args.model) / "config.json").read_text())
+    sim_dir = Path(args.sim or config["data"]["path"])
+    real_ds, real_w = prepare_windows(args.real)
+    _, sim_w = prepare_windows(sim_dir)
+    out = Path(args.out) if args.out else Path(args.model) / REAL_CV_DIR
+    r = crossval_run(args.model, real_w, real_ds.source["kind"], sim_w, out, force=args.force)
+    print(f"\nREAL recordings, leave-one-person-out. Data: {r['data_kind']}\n")
+    print(lopo_table(r["models"]))
+    print(f"\nreport: {out / 'report.md'}")
+
+
 def cmd_realism(args: argparse.Namespace) -> None:
-    from vo2spike.data.realism import realism_report
+    from vo2spike.data.realism import realism_columns, realism_plot, realism_report
     from vo2spike.outputs import atomic_write_text
 
-    text = realism_report(args.yoyo, n_sim=args.n_sim, seed=args.seed)
+    columns = realism_columns(args.yoyo, n_sim=args.n_sim, seed=args.seed)
+    text = realism_report(columns, args.yoyo, args.n_sim, args.seed)
     if args.out:
-        check_writable(args.out, args.force)
-        atomic_write_text(args.out, "# Simulator vs real recordings\n\n" + text)
-        print(f"wrote {args.out}")
+        out = Path(args.out)
+        check_writable(out, args.force)
+        png = out.with_suffix(".png")
+        realism_plot(columns, png)
+        atomic_write_text(out, f"# Simulator vs real recordings\n\n{text}\n![]({png.name})\n")
+        print(f"wrote {out} and {png}")
     print(text)
 
 
@@ -151,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of tests (default 992, or every row of --demographics)")
     s.add_argument("--demographics", type=Path, help="subject-info.csv whose people to simulate")
     s.add_argument("--protocol", choices=PROTOCOLS, default="ramp")
+    s.add_argument("--calibration", choices=sorted(CALIBRATIONS), default="foundation",
+                   help="simulator constants (see docs/simulator.md, section 5)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=cmd_simulate)
@@ -192,11 +267,34 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, help="run directory (default: runs/run-<time>)")
     r.add_argument("--demographics", type=Path,
                    help="subject-info.csv for the simulated cohort (default: the shared one)")
+    r.add_argument("--protocol", choices=PROTOCOLS, default="mixed",
+                   help="protocol of the simulated cohort")
+    r.add_argument("--real", type=Path,
+                   help="real recordings (canonical dir or Yo-Yo layout; default: the shared "
+                        "Yo-Yo recordings when present)")
+    r.add_argument("--no-real", action="store_true", help="train on simulation only")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--quick", action="store_true",
                    help=f"{QUICK_TESTS} simulated tests, {QUICK['epochs']} epochs")
     r.add_argument("--force", action="store_true")
     r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("convert", help="COSMED K5 exports or the Yo-Yo layout -> data dir")
+    c.add_argument("--from", dest="source", choices=["k5", "yoyo"], required=True)
+    c.add_argument("src", type=Path, help="Yo-Yo root, or a K5 CSV file / folder of them")
+    c.add_argument("--subjects", type=Path,
+                   help="for k5: CSV with File,ID,Age,Weight,Height,Sex per export")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--force", action="store_true")
+    c.set_defaults(func=cmd_convert)
+
+    cv = sub.add_parser("crossval", help="leave-one-person-out on real recordings")
+    cv.add_argument("--model", type=Path, required=True, help="simulation-trained run")
+    cv.add_argument("--real", type=Path, required=True, help="canonical real data directory")
+    cv.add_argument("--sim", type=Path, help="its simulated data (default: from config)")
+    cv.add_argument("--out", type=Path, help="default: MODEL/real_cv")
+    cv.add_argument("--force", action="store_true")
+    cv.set_defaults(func=cmd_crossval)
 
     re_ = sub.add_parser("realism", help="compare the simulator with real Yo-Yo recordings")
     re_.add_argument("--yoyo", type=Path, default=REPO.parent / "shared/data/yoyo-k5")

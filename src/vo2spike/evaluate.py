@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import matplotlib
@@ -27,6 +28,9 @@ from vo2spike.predict import per_test_vo2max  # noqa: E402
 from vo2spike.train import load_model, predict_windows  # noqa: E402
 
 log = logging.getLogger("vo2spike")
+
+#: Where ``vo2spike run`` / ``crossval`` put the leave-one-person-out results in a run.
+REAL_CV_DIR = "real_cv"
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -169,11 +173,18 @@ def evaluate_run(run_dir: Path, data_dir: Path, out: Path | None = None,
     if twin_m:
         results["spiking_minus_twin_vo2_r2"] = snn - twin_m["vo2_ml_min"]["r2"]
 
+    real_cv = run_dir / REAL_CV_DIR
+    real_section = ""
+    if (real_cv / "metrics.json").is_file():
+        results["real_recordings"] = json.loads((real_cv / "metrics.json").read_text())
+        real_section = (real_cv / "report.md").read_text().replace(
+            "](lopo_", f"]({os.path.relpath(real_cv, out)}/lopo_")
+
     with atomic_dir(out, force=force) as tmp:
         title = f"test split, data: {dataset.source['kind']}"
         _plots(tmp, test_w, tests, pred["vo2"], title)
         write_json(tmp / "metrics.json", results)
-        (tmp / "report.md").write_text(render_report(results, run_dir))
+        (tmp / "report.md").write_text(render_report(results, run_dir) + "\n" + real_section)
     return results
 
 
@@ -183,6 +194,8 @@ def render_report(results: dict, run_dir: Path) -> str:
     rates = ", ".join(f"{k}: {v:.3f}" for k, v in results["spike_rates"].items())
     params = ", ".join(f"{k}: {v:,}" for k, v in results["parameters"].items())
     return f"""# vo2spike evaluation
+
+## Simulated test split
 
 - model: `{run_dir}`
 - data: **{results['data_kind']}** (`{results['data_path']}`)

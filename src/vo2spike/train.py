@@ -7,6 +7,7 @@ A run directory holds ``model.safetensors`` (spiking model), ``twin.safetensors`
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -201,6 +202,47 @@ def fit(model: VO2Net, train: Windows, val: Windows, norm: Normalizer, cfg: Trai
             "best_val_loss": meta["best_val"]}
 
 
+@dataclass
+class FineTuneConfig:
+    """Fine-tuning on real recordings: each batch holds real windows and as many windows
+    drawn from the simulated training split (so the simulation is not forgotten);
+    BatchNorm statistics stay frozen. Chosen by leave-one-person-out on the Yo-Yo data
+    (see the issue notes)."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 3e-4
+    sim_per_real: float = 1.0
+    seed: int = 0
+
+
+def fine_tune(model: VO2Net, real: Windows, sim: Windows, norm: Normalizer,
+              cfg: FineTuneConfig) -> VO2Net:
+    """Return a copy of ``model`` fine-tuned on ``real`` (mixed with ``sim``) windows."""
+    model = copy.deepcopy(model)
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    x, (y, ymax) = norm.inputs(real.x), norm.targets(real)
+    xs, (ys, ymaxs) = norm.inputs(sim.x), norm.targets(sim)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(cfg.epochs):
+        model.train()
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.eval()
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            j = torch.randint(0, len(xs), (int(round(len(idx) * cfg.sim_per_real)),),
+                              generator=gen)
+            loss = _loss(model, torch.cat([x[idx], xs[j]]), torch.cat([y[idx], ys[j]]),
+                         torch.cat([ymax[idx], ymaxs[j]]), 1.0)
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+    model.eval()
+    return model
+
+
 def save_weights(model: VO2Net, path: Path) -> None:
     """Write a model's state dict as safetensors (atomic)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -208,11 +250,21 @@ def save_weights(model: VO2Net, path: Path) -> None:
     tmp.replace(path)
 
 
-def load_model(run_dir: Path, twin: bool = False) -> tuple[VO2Net, Normalizer, dict]:
-    """Load a trained model (or its ANN twin), its normaliser and the run config."""
+SIM_ONLY_FILES = {False: "sim_only.safetensors", True: "sim_only_twin.safetensors"}
+
+
+def load_model(run_dir: Path, twin: bool = False,
+               sim_only: bool = False) -> tuple[VO2Net, Normalizer, dict]:
+    """Load a trained model (or its ANN twin), its normaliser and the run config.
+
+    ``sim_only`` loads the weights trained on simulation alone: the pre-trained ones if the
+    run was fine-tuned on real recordings, otherwise the run's only weights.
+    """
     run_dir = Path(run_dir)
     cfg_path = run_dir / CONFIG_FILE
     weights = run_dir / (TWIN_FILE if twin else MODEL_FILE)
+    if sim_only and (run_dir / SIM_ONLY_FILES[twin]).is_file():
+        weights = run_dir / SIM_ONLY_FILES[twin]
     if not cfg_path.is_file() or not weights.is_file():
         raise FileNotFoundError(f"{run_dir}: not a trained run directory "
                                 f"(needs {CONFIG_FILE} and {weights.name})")
@@ -221,6 +273,29 @@ def load_model(run_dir: Path, twin: bool = False) -> tuple[VO2Net, Normalizer, d
     model.load_state_dict(load_file(str(weights)))
     model.eval()
     return model, Normalizer(**config["normalization"]), config
+
+
+def sim_train_windows(config: dict, sim: Windows) -> Windows:
+    """The simulated windows of the run's training split."""
+    return sim.subset(split_masks(sim.person, config["split"])["train"])
+
+
+def fine_tune_run(run_dir: Path, real: Windows, real_source: dict, sim: Windows,
+                  cfg: FineTuneConfig | None = None) -> None:
+    """Fine-tune a simulation-trained run on all ``real`` windows, in place: the
+    simulation-only weights are kept as ``sim_only*.safetensors``."""
+    run_dir = Path(run_dir)
+    cfg = cfg or FineTuneConfig()
+    for twin in (False, True):
+        model, norm, config = load_model(run_dir, twin=twin, sim_only=True)
+        weights = run_dir / (TWIN_FILE if twin else MODEL_FILE)
+        if not (run_dir / SIM_ONLY_FILES[twin]).exists():
+            weights.replace(run_dir / SIM_ONLY_FILES[twin])
+        torch.manual_seed(cfg.seed)
+        save_weights(fine_tune(model, real, sim_train_windows(config, sim), norm, cfg), weights)
+    config["fine_tune"] = {**asdict(cfg), "data": real_source, "n_windows": len(real),
+                           "people": sorted({str(p) for p in real.person})}
+    write_json(run_dir / CONFIG_FILE, config)
 
 
 def _prepare_run_dir(out: Path, force: bool, resume: bool) -> None:

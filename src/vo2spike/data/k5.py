@@ -7,13 +7,28 @@ ones used here are ``t`` (s), ``Rf`` (breaths/min), ``VE`` (L/min), ``VO2`` and 
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from vo2spike.data.read import DataError, read_csv_as_text, require_columns, to_number
+from vo2spike.data.read import (
+    MEASURE_FILE,
+    SOURCE_MARKER,
+    SUBJECT_COLUMNS,
+    SUBJECT_FILE,
+    DataError,
+    read_csv_as_text,
+    require_columns,
+    to_number,
+)
+from vo2spike.outputs import atomic_dir
+
+log = logging.getLogger("vo2spike")
 
 #: K5 column -> canonical (PhysioNet-format) column.
 K5_COLUMNS = {"t": "time", "GPS Speed": "Speed", "HR": "HR", "VO2": "VO2", "VCO2": "VCO2",
@@ -67,6 +82,8 @@ class YoYoSession:
     sex: int  # 0 male, 1 female
     height_cm: float
     weight_kg: float
+    humidity: float  # %
+    temperature: float  # deg C
     note: str
 
     @property
@@ -105,6 +122,96 @@ def read_yoyo(root: Path) -> list[YoYoSession]:
                 has_hr=bool(int(row["Heart Rate Included?"])),
                 age=float(row["Age"]), sex=int(gender == "female"),
                 height_cm=float(row["Height (cm)"]), weight_kg=float(row["Weight (kg)"]),
+                humidity=float(row.iloc[7]), temperature=float(row.iloc[6]),
                 note="" if pd.isna(row.get("Note")) else str(row.get("Note")),
             ))
     return sessions
+
+
+_TRUE_START = re.compile(r"true start time is (\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def session_start(s: YoYoSession) -> float:
+    """The test's start (s), honouring a metadata note that corrects it."""
+    m = _TRUE_START.search(s.note)
+    return float(m.group(1)) if m else s.start_s
+
+
+def _canonical(breaths: pd.DataFrame, person: str, id_test: str) -> pd.DataFrame:
+    out = breaths.copy()
+    out["ID"], out["ID_test"] = person, id_test
+    return out[["time", "Speed", "HR", "VO2", "VCO2", "RR", "VE", "ID", "ID_test"]]
+
+
+def _write_canonical(out: Path, subjects: list[dict], measures: list[pd.DataFrame],
+                     provenance: dict, force: bool) -> None:
+    if not subjects:
+        raise DataError("no session left to write (every session was skipped)")
+    with atomic_dir(Path(out), force=force) as tmp:
+        pd.DataFrame(subjects)[SUBJECT_COLUMNS].to_csv(tmp / SUBJECT_FILE, index=False)
+        pd.concat(measures, ignore_index=True).to_csv(tmp / MEASURE_FILE, index=False)
+        (tmp / SOURCE_MARKER).write_text(json.dumps(provenance, indent=2) + "\n")
+
+
+def convert_yoyo(root: Path, out: Path, before_s: float = 60.0, after_s: float = 120.0,
+                 force: bool = False) -> dict:
+    """Write the Yo-Yo sessions as a canonical data directory.
+
+    Each session keeps the Yo-Yo test period from ``before_s`` before its start to
+    ``after_s`` after its end (K5 time base). Sessions without heart rate are reported and
+    skipped. Returns {"written": [...], "skipped": {id_test: reason}}.
+    """
+    subjects, measures, written, skipped = [], [], [], {}
+    for s in read_yoyo(root):
+        if not s.has_hr:
+            skipped[s.id_test] = "no heart rate (Heart Rate Included? = 0)"
+            log.warning("%s: skipped, no heart rate recorded", s.id_test)
+            continue
+        t = s.breaths["time"]
+        period = s.breaths[(t >= session_start(s) - before_s) & (t <= s.end_s + after_s)]
+        measures.append(_canonical(period, s.person, s.id_test))
+        subjects.append({"Age": s.age, "Weight": s.weight_kg, "Height": s.height_cm,
+                         "Humidity": s.humidity, "Temperature": s.temperature, "Sex": s.sex,
+                         "ID": s.person, "ID_test": s.id_test})
+        written.append(s.id_test)
+    _write_canonical(out, subjects, measures, {
+        "kind": "real: Oxford NIL Yo-Yo test recordings (COSMED K5, Polar H10, GPS)",
+        "source": str(root), "window": f"test start - {before_s:g} s to end + {after_s:g} s",
+        "written": written, "skipped": skipped}, force)
+    return {"written": written, "skipped": skipped}
+
+
+def convert_k5(files: list[Path], subjects_csv: Path, out: Path, force: bool = False) -> dict:
+    """Write K5 exports as a canonical data directory.
+
+    ``subjects_csv`` has one row per file: File (name of the export), ID, Age, Weight (kg),
+    Height (cm), Sex (0/1 or M/F). Files whose HR is all zero or missing are skipped.
+    """
+    subjects_csv = Path(subjects_csv)
+    table = read_csv_as_text(subjects_csv)
+    require_columns(table, ["File", "ID", "Age", "Weight", "Height", "Sex"], subjects_csv)
+    table["File"] = table["File"].str.strip()
+    subjects, measures, written, skipped = [], [], [], {}
+    counts: dict[str, int] = {}
+    for f in sorted(Path(p) for p in files):
+        rows = table[table["File"] == f.name]
+        if rows.empty:
+            raise DataError(f"{subjects_csv}: no row with File = {f.name!r}")
+        row = rows.iloc[0]
+        person = row["ID"].strip()
+        counts[person] = counts.get(person, 0) + 1
+        id_test = f"{person}_{counts[person]}"
+        breaths = read_k5_csv(f)
+        if not (breaths["HR"].fillna(0) > 0).any():
+            skipped[id_test] = f"{f.name}: no heart rate"
+            log.warning("%s (%s): skipped, no heart rate recorded", f.name, id_test)
+            continue
+        measures.append(_canonical(breaths, person, id_test))
+        subjects.append({"Age": row["Age"], "Weight": row["Weight"], "Height": row["Height"],
+                         "Humidity": "", "Temperature": "", "Sex": row["Sex"],
+                         "ID": person, "ID_test": id_test})
+        written.append(id_test)
+    _write_canonical(out, subjects, measures, {
+        "kind": "real: COSMED K5 exports", "files": [str(f) for f in files],
+        "written": written, "skipped": skipped}, force)
+    return {"written": written, "skipped": skipped}

@@ -21,6 +21,7 @@ log = logging.getLogger("vo2spike")
 SUBJECT_FILE = "subject-info.csv"
 MEASURE_FILE = "test_measure.csv"
 SIMULATION_MARKER = "SIMULATED.json"
+SOURCE_MARKER = "SOURCE.json"  # written by ``vo2spike convert`` for real recordings
 
 SUBJECT_COLUMNS = ["Age", "Weight", "Height", "Humidity", "Temperature", "Sex", "ID", "ID_test"]
 SUBJECT_REQUIRED = ["Age", "Weight", "Height", "Sex", "ID", "ID_test"]
@@ -245,6 +246,8 @@ def describe_source(data_dir: Path) -> dict:
     if marker.is_file():
         source["kind"] = "simulated"
         source["simulation"] = json.loads(marker.read_text())
+    elif (data_dir / SOURCE_MARKER).is_file():
+        source["kind"] = json.loads((data_dir / SOURCE_MARKER).read_text())["kind"]
     elif all(hashes.get(k) == PHYSIONET_SHA256[k] for k in (SUBJECT_FILE, MEASURE_FILE)):
         source["kind"] = "real: PhysioNet treadmill 1.0.1 (checksums verified)"
     else:

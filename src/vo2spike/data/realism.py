@@ -13,7 +13,13 @@ import pandas as pd
 from vo2spike.data.clean import apply_plausibility_limits
 from vo2spike.data.k5 import read_yoyo
 from vo2spike.data.read import DataReport
-from vo2spike.data.simulate import simulate_cohort, synthetic_demographics
+from vo2spike.data.simulate import (
+    CALIBRATIONS,
+    FOUNDATION,
+    Calibration,
+    simulate_cohort,
+    synthetic_demographics,
+)
 from vo2spike.data.windows import resample_to_1hz
 
 STATS = {
@@ -85,20 +91,49 @@ def yoyo_stats(root) -> pd.DataFrame:
     ])
 
 
-def simulated_stats(protocol: str, n_tests: int, seed: int) -> pd.DataFrame:
+def simulated_stats(protocol: str, n_tests: int, seed: int,
+                    calibration: Calibration = FOUNDATION) -> pd.DataFrame:
     """Statistics of ``n_tests`` simulated sessions (synthetic demographics)."""
     demo = synthetic_demographics(n_tests, np.random.default_rng(seed))
-    subjects, measures, _ = simulate_cohort(demo, protocol=protocol, seed=seed)
+    subjects, measures, _ = simulate_cohort(demo, protocol=protocol, seed=seed,
+                                            calibration=calibration)
     weight = subjects.set_index("ID_test")["Weight"]
     return pd.DataFrame([{"ID_test": t, **session_stats(g, weight[t])}
                          for t, g in measures.groupby("ID_test", sort=False)])
 
 
-def realism_report(yoyo_root, n_sim: int = 60, seed: int = 0) -> str:
-    """Markdown comparison of the real Yo-Yo sessions with simulated ramp and interval tests."""
+def realism_plot(columns: dict[str, pd.DataFrame], path) -> None:
+    """Box plots of every statistic, one box per group of sessions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    for ax, (key, label) in zip(axes.flat, STATS.items(), strict=True):
+        data = [df[key].dropna().to_numpy() for df in columns.values()]
+        ax.boxplot(data, showfliers=True)
+        labels = [n.replace("SIMULATED ", "SIM ").replace(" (", "\n(") for n in columns]
+        ax.set_xticks(range(1, len(columns) + 1), labels, fontsize=7)
+        ax.set_title(label, fontsize=9)
+    fig.suptitle("Simulator vs REAL recordings, per session")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def realism_columns(yoyo_root, n_sim: int = 60, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Per-session statistics: the real Yo-Yo sessions; simulated Yo-Yo tests with each
+    calibration; simulated graded (ramp) tests for reference."""
     columns = {"REAL Yo-Yo (COSMED K5)": yoyo_stats(yoyo_root)}
-    for protocol in ("ramp", "intervals"):
-        columns[f"SIMULATED {protocol}"] = simulated_stats(protocol, n_sim, seed)
+    for cal in CALIBRATIONS.values():
+        columns[f"SIMULATED yoyo ({cal.name})"] = simulated_stats("yoyo", n_sim, seed, cal)
+    columns["SIMULATED ramp (foundation)"] = simulated_stats("ramp", n_sim, seed)
+    return columns
+
+
+def realism_report(columns: dict[str, pd.DataFrame], yoyo_root, n_sim: int, seed: int) -> str:
+    """Markdown comparison table with what was compared."""
     return (f"Real: `{yoyo_root}`. Simulated: {n_sim} tests per protocol, synthetic "
             f"demographics, seed {seed}. Median [25th, 75th percentile] (n sessions).\n\n"
             + realism_table(columns) + "\n")

@@ -20,8 +20,33 @@ from vo2spike import __version__
 from vo2spike.data.read import MEASURE_FILE, SIMULATION_MARKER, SUBJECT_FILE, read_subject_info
 from vo2spike.outputs import atomic_dir
 
-PROTOCOLS = ("ramp", "steady", "intervals", "mixed")
+PROTOCOLS = ("ramp", "steady", "intervals", "yoyo", "mixed")
 WALK_RUN_KMH = 7.0  # below this the treadmill pace is walked (ACSM walking equation)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Constants that were tuned against the real Yo-Yo recordings (docs/simulator.md, 5).
+
+    ``foundation`` (the default) is the first version. ``k5-matched`` moves breath noise,
+    ventilation and breathing rate towards the real K5 sessions' statistics; measured by
+    leave-one-person-out, it did not make the simulation-trained model transfer better, so
+    it is kept as an option, not the default.
+    """
+
+    name: str
+    ve_vco2: tuple[float, float]  # range of VE/VCO2 below VT2
+    rr_rest: tuple[float, float]  # range of resting RR, breaths/min
+    rr_exponent: float  # RR rises as (VE / VE peak) ** rr_exponent
+    rest_ve_vco2: float  # extra VE/VCO2 at rest (dead space)
+    co2_overshoot: float  # RER rise per unit of (recent - current) intensity in recovery
+    breath_cv: float  # breath-depth noise shared by VO2, VCO2, VE (fraction)
+    own_cv: float  # independent noise of each gas signal (fraction)
+
+
+FOUNDATION = Calibration("foundation", (25.0, 31.0), (12.0, 20.0), 1.6, 8.0, 0.0, 0.12, 0.04)
+K5_MATCHED = Calibration("k5-matched", (28.0, 35.0), (14.0, 22.0), 1.0, 10.0, 0.4, 0.075, 0.03)
+CALIBRATIONS = {c.name: c for c in (FOUNDATION, K5_MATCHED)}
 
 
 @dataclass(frozen=True)
@@ -48,7 +73,8 @@ class Physiology:
 
 
 def sample_physiology(
-    age: float, weight: float, height: float, sex: int, fitness: float, rng: np.random.Generator
+    age: float, weight: float, height: float, sex: int, fitness: float,
+    rng: np.random.Generator, cal: Calibration = FOUNDATION,
 ) -> Physiology:
     """Draw one person's physiology from demographics and a fitness random effect (z-score)."""
     bmi = weight / (height / 100.0) ** 2
@@ -76,22 +102,24 @@ def sample_physiology(
         hr_drift=float(rng.uniform(0.5, 2.0)),
         rer_rest=float(rng.uniform(0.78, 0.88)),
         rer_max=float(rng.uniform(1.08, 1.22)),
-        ve_vco2=float(rng.uniform(25.0, 31.0)),
+        ve_vco2=float(rng.uniform(*cal.ve_vco2)),
         ve_vco2_rise=float(rng.uniform(6.0, 12.0)),
-        rr_rest=float(rng.uniform(12.0, 20.0)),
+        rr_rest=float(rng.uniform(*cal.rr_rest)),
         rr_max=float(rng.uniform(50.0, 65.0)),
         reserve=float(rng.uniform(0.04, 0.16)),
     )
 
 
-def demand_vo2(speed_kmh: np.ndarray, p: Physiology, weight: float) -> np.ndarray:
-    """Steady-state O2 demand (mL/min) of level treadmill locomotion at ``speed_kmh``.
+def demand_vo2(speed_kmh: np.ndarray, p: Physiology, weight: float,
+               cost: float | np.ndarray = 1.0) -> np.ndarray:
+    """Steady-state O2 demand (mL/min) of level locomotion at ``speed_kmh``.
 
     ACSM: walking 3.5 + 0.1 v, running 3.5 + 0.2 v (mL/kg/min, v in m/min); standing uses
-    the person's resting VO2.
+    the person's resting VO2. ``cost`` multiplies the net (above resting) running cost, e.g.
+    for the turns of shuttle running.
     """
     v = speed_kmh * 1000.0 / 60.0
-    net = np.where(speed_kmh < WALK_RUN_KMH, 0.1 * v, 0.2 * v * p.economy)
+    net = np.where(speed_kmh < WALK_RUN_KMH, 0.1 * v, 0.2 * v * p.economy * cost)
     return np.where(speed_kmh <= 0.0, p.vo2_rest, 3.5 * weight + net * weight)
 
 
@@ -135,6 +163,68 @@ def protocol_speed(protocol: str, p: Physiology, weight: float,
     raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
 
 
+#: Yo-Yo intermittent recovery test level 1: (speed km/h, number of 2 x 20 m bouts).
+YOYO_LEVELS = [(10.0, 1), (12.0, 1), (13.0, 2), (13.5, 3), (14.0, 4)] + [
+    (14.5 + 0.5 * i, 8) for i in range(14)]
+YOYO_RECOVERY_KMH = 3.6  # 2 x 5 m in the 10 s between bouts
+
+
+@dataclass
+class Course:
+    """What a protocol produces at 1 Hz: true speed (km/h), the cost multiplier of the
+    running, and the speed a device measures (treadmill: exact; GPS: lagged and noisy)."""
+
+    speed: np.ndarray
+    cost: np.ndarray
+    measured_speed: np.ndarray
+
+
+def yoyo_course(p: Physiology, weight: float, rng: np.random.Generator) -> Course:
+    """Yo-Yo IR1 to exhaustion: 2 x 20 m shuttles at rising speed, 10 s active recovery.
+
+    Turns, accelerations and the 10 s recoveries make the mean O2 cost of a bout far above
+    straight running at the same speed: a person-specific 1.5-1.9 x the net ACSM cost, so
+    that the last levels come close to VO2max as measured Yo-Yo IR1 tests do (Bangsbo et al.
+    2008, Sports Med 38:37). GPS speed: 2 s lag, N(0, 0.6) km/h noise.
+    """
+    shuttle_cost = float(rng.uniform(1.5, 1.9))
+    limit = p.vo2max * (1.0 + p.reserve)
+    speed = [np.zeros(int(rng.integers(45, 75)))]
+    cost = [np.ones(len(speed[0]))]
+    done = False
+    for v, bouts in YOYO_LEVELS:
+        bout_s = int(round(40.0 / (v / 3.6)))
+        bout_demand = float(demand_vo2(np.array([v]), p, weight, shuttle_cost)[0])
+        # Exhaustion (anaerobic, not aerobic, in an intermittent test): calibrated so that
+        # end speeds match the real Yo-Yo sessions (about 14 km/h at 43, 18 km/h at 60
+        # mL/kg/min).
+        if bout_demand > 1.6 * limit:
+            bouts, done = int(rng.integers(1, bouts + 1)), True
+        for _ in range(bouts):
+            bout = np.full(bout_s, v)
+            bout[bout_s // 2] = 0.4 * v  # the turn at 20 m
+            speed += [bout, np.full(10, YOYO_RECOVERY_KMH)]
+            cost += [np.full(bout_s, shuttle_cost), np.ones(10)]
+        if done:
+            break
+    tail = int(rng.integers(100, 160))
+    speed.append(np.abs(rng.normal(1.0, 0.5, tail)))  # standing and walking about
+    cost.append(np.ones(tail))
+    true = np.concatenate(speed)
+    lagged = np.convolve(true, np.ones(3) / 3, mode="full")[: len(true)]
+    gps = np.round(np.clip(lagged + rng.normal(0, 0.6, len(true)), 0, None), 1)
+    return Course(true, np.concatenate(cost), gps)
+
+
+def protocol_course(protocol: str, p: Physiology, weight: float,
+                    rng: np.random.Generator) -> Course:
+    """The course of one test; treadmill protocols measure speed exactly."""
+    if protocol == "yoyo":
+        return yoyo_course(p, weight, rng)
+    speed = protocol_speed(protocol, p, weight, rng)
+    return Course(speed, np.ones(len(speed)), speed)
+
+
 def first_order(x: np.ndarray, tau: float | np.ndarray, y0: float) -> np.ndarray:
     """Discrete first-order lag at 1 Hz: y' = (x - y) / tau (tau in s, scalar or per step)."""
     a = 1.0 - np.exp(-1.0 / np.broadcast_to(np.asarray(tau, dtype=float), x.shape))
@@ -147,11 +237,12 @@ def first_order(x: np.ndarray, tau: float | np.ndarray, y0: float) -> np.ndarray
 
 
 def simulate_signals(
-    speed: np.ndarray, p: Physiology, weight: float, rng: np.random.Generator
+    speed: np.ndarray, p: Physiology, weight: float, rng: np.random.Generator,
+    cost: np.ndarray | float = 1.0, cal: Calibration = FOUNDATION,
 ) -> dict[str, np.ndarray]:
     """Noise-free-ish 1 Hz physiology for a speed profile: VO2, VCO2 (mL/min), VE (L/min),
     RR (breaths/min), HR (bpm)."""
-    demand = demand_vo2(speed, p, weight)
+    demand = demand_vo2(speed, p, weight, cost)
     # Off-kinetics (recovery) are a little slower than on-kinetics.
     falling = np.r_[False, np.diff(demand) < 0]
     tau = np.where(np.maximum.accumulate(falling), 1.2 * p.tau_vo2, p.tau_vo2)
@@ -162,14 +253,20 @@ def simulate_signals(
     wobble = first_order(rng.normal(0, 0.02, len(speed)), 20.0, 0.0) * p.vo2max * 0.5
     vo2 = np.clip(fast + slow + wobble, 0.8 * p.vo2_rest, p.vo2max)
     f = vo2 / p.vo2max
+    # After hard work, CO2 from bicarbonate buffering keeps RER and ventilation high while
+    # VO2 falls: a 90 s lag of the intensity drives the recovery overshoot.
+    recent = first_order(f, 90.0, f[0])
+    overshoot = np.clip(recent - f, 0.0, None)
     rer = np.interp(f, [0.0, p.vt1, p.vt2, 1.0], [p.rer_rest, p.rer_rest, 1.0, p.rer_max])
+    rer = rer + cal.co2_overshoot * overshoot
     vco2 = first_order(rer * vo2, 15.0, p.rer_rest * p.vo2_rest)
-    above_vt2 = np.clip((f - p.vt2) / (1.0 - p.vt2), 0.0, 1.0) ** 1.5
-    low_intensity = 8.0 * np.clip((0.3 - f) / 0.3, 0.0, 1.0)  # dead space dominates at rest
+    drive = np.maximum(f, recent) if cal.co2_overshoot > 0 else f
+    above_vt2 = np.clip((drive - p.vt2) / (1.0 - p.vt2), 0.0, 1.0) ** 1.5
+    low_intensity = cal.rest_ve_vco2 * np.clip((0.3 - f) / 0.3, 0.0, 1.0)  # dead space
     eq = p.ve_vco2 + p.ve_vco2_rise * above_vt2 + low_intensity
     ve = first_order(vco2 / 1000.0 * eq, 8.0, p.rer_rest * p.vo2_rest / 1000.0 * eq[0])
     ve_peak = p.vo2max / 1000.0 * p.rer_max * (p.ve_vco2 + p.ve_vco2_rise)
-    rr = p.rr_rest + (p.rr_max - p.rr_rest) * np.clip(ve / ve_peak, 0, 1) ** 1.6
+    rr = p.rr_rest + (p.rr_max - p.rr_rest) * np.clip(ve / ve_peak, 0, 1) ** cal.rr_exponent
     # HR: %HR reserve tracks %VO2 reserve of the demand, lagged, plus cardiovascular drift.
     frac_d = np.clip((demand - p.vo2_rest) / (p.vo2max - p.vo2_rest), 0.0, 1.05)
     minutes_hard = np.cumsum(frac_d > 0.5) / 60.0
@@ -183,8 +280,8 @@ def simulate_signals(
 class NoiseModel:
     """Breath-by-breath measurement noise and artefact rates."""
 
-    breath_cv: float = 0.12  # shared breath-depth noise on VO2/VCO2/VE (fraction)
-    own_cv: float = 0.04  # independent noise per gas signal (fraction)
+    breath_cv: float = FOUNDATION.breath_cv  # shared breath-depth noise on VO2/VCO2/VE (fraction)
+    own_cv: float = FOUNDATION.own_cv  # independent noise per gas signal (fraction)
     interval_sd: float = 0.18  # log-normal SD of breath intervals
     absurd_breath_rate: float = 0.002  # per breath: VO2 over 10,000 mL/min
     hr_dropout_prob: float = 0.3  # per test: 1-3 stretches of HR = 0
@@ -269,6 +366,7 @@ def simulate_cohort(
     protocol: str = "ramp",
     seed: int = 0,
     noise: NoiseModel | None = None,
+    calibration: Calibration = FOUNDATION,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Simulate every test of ``demographics``.
 
@@ -277,7 +375,7 @@ def simulate_cohort(
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    noise = noise or NoiseModel()
+    noise = noise or NoiseModel(calibration.breath_cv, calibration.own_cv)
     rng = np.random.default_rng(seed)
     people = sorted(demographics["ID"].astype(str).unique())
     fitness = dict(zip(people, rng.normal(0, 1, len(people)), strict=True))
@@ -285,13 +383,15 @@ def simulate_cohort(
     for i, row in enumerate(demographics.itertuples(index=False)):
         trng = np.random.default_rng([seed, i])
         fit = fitness[str(row.ID)] + trng.normal(0, 0.15)  # day-to-day variation
-        p = sample_physiology(row.Age, row.Weight, row.Height, int(row.Sex), fit, trng)
+        p = sample_physiology(row.Age, row.Weight, row.Height, int(row.Sex), fit, trng,
+                              calibration)
         proto = protocol
         if protocol == "mixed":
-            proto = str(trng.choice(["ramp", "steady", "intervals"], p=[0.5, 0.25, 0.25]))
-        speed = protocol_speed(proto, p, row.Weight, trng)
-        signals = simulate_signals(speed, p, row.Weight, trng)
-        breaths = sample_breaths(signals, speed, noise, trng)
+            proto = str(trng.choice(["ramp", "steady", "intervals", "yoyo"],
+                                    p=[0.4, 0.15, 0.15, 0.3]))
+        course = protocol_course(proto, p, row.Weight, trng)
+        signals = simulate_signals(course.speed, p, row.Weight, trng, course.cost, calibration)
+        breaths = sample_breaths(signals, course.measured_speed, noise, trng)
         breaths["ID"] = row.ID
         breaths["ID_test"] = row.ID_test
         measures.append(breaths)
@@ -307,8 +407,10 @@ def write_cohort(
     protocol: str = "ramp",
     seed: int = 0,
     force: bool = False,
+    calibration: str = "foundation",
 ) -> Path:
     """Simulate a cohort and write it (atomically) as a PhysioNet-format data directory."""
+    cal = CALIBRATIONS[calibration]
     if demographics_csv is not None:
         demo = read_subject_info(Path(demographics_csv))
         demo["ID"] = demo["ID"].astype(str)
@@ -316,7 +418,8 @@ def write_cohort(
             demo = demo.iloc[:n_tests]
     else:
         demo = synthetic_demographics(n_tests or 992, np.random.default_rng([seed, 10**6]))
-    subjects, measures, truth = simulate_cohort(demo, protocol=protocol, seed=seed)
+    subjects, measures, truth = simulate_cohort(demo, protocol=protocol, seed=seed,
+                                                calibration=cal)
     with atomic_dir(Path(out), force=force) as tmp:
         subjects.to_csv(tmp / SUBJECT_FILE, index=False)
         measures[["time", "Speed", "HR", "VO2", "VCO2", "RR", "VE", "ID", "ID_test"]].to_csv(
@@ -327,6 +430,7 @@ def write_cohort(
             "generator": f"vo2spike {__version__} simulator",
             "note": "SYNTHETIC DATA from the vo2spike physiological simulator, not measurements",
             "protocol": protocol,
+            "calibration": calibration,
             "seed": seed,
             "n_tests": int(len(subjects)),
             "n_people": int(subjects["ID"].nunique()),
@@ -335,8 +439,3 @@ def write_cohort(
         (tmp / SIMULATION_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return Path(out)
 
-
-__all__ = [
-    "NoiseModel", "PROTOCOLS", "Physiology", "demand_vo2", "sample_physiology",
-    "simulate_cohort", "simulate_signals", "synthetic_demographics", "write_cohort",
-]

@@ -19,6 +19,15 @@ STRIDE_S = 30
 VO2MAX_AVERAGE_S = 30
 #: A stretch longer than this between two usable breaths is a gap, not interpolated over.
 MAX_GAP_S = 30.0
+#: Speed is smoothed with a trailing (causal) mean over this many seconds: GPS speed on
+#: 20 m shuttles jumps by several km/h from one second to the next.
+SPEED_SMOOTHING_S = 5
+
+
+def smooth_speed(speed_1hz: np.ndarray, seconds: int = SPEED_SMOOTHING_S) -> np.ndarray:
+    """Trailing mean of a 1 Hz speed series over ``seconds`` (causal, length kept)."""
+    s = pd.Series(speed_1hz)
+    return s.rolling(seconds, min_periods=1).mean().to_numpy()
 
 
 def resample_to_1hz(test: pd.DataFrame, max_gap_s: float = MAX_GAP_S) -> pd.DataFrame:
@@ -127,6 +136,7 @@ def make_windows(
         if len(starts) == 0:
             short_tests.append(id_test)
             continue
+        hz["Speed"] = smooth_speed(hz["Speed"].to_numpy())
         dyn = np.stack([hz[c].to_numpy() for c in DYNAMIC])  # (4, T)
         static = np.array([s["Age"], s["Weight"], s["Height"], s["Sex"]], dtype=float)
         test_rows.append({"ID_test": id_test, "ID": s["ID"], "Weight": float(s["Weight"]),
