@@ -129,3 +129,9 @@ def test_fine_tune_run_keeps_simulation_weights(real_dir, run_dir, sim_dir, tmp_
     tuned, _, _ = load_model(run)
     assert not all(np.array_equal(a.detach(), b.detach())
                    for a, b in zip(sim_only.parameters(), tuned.parameters(), strict=True))
+
+
+def test_cleaning_table_reports_each_rule():
+    table = cv.cleaning_table({"implausible_HR": 5, "windows_dropped_gap": 2}, 1000)
+    assert "| implausible HR | 5 | 0.50% |" in table
+    assert "| windows dropped gap | 2 | – |" in table

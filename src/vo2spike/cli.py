@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"real recordings: {real_dir} ({real_ds.source['kind']}); "
               "leave-one-person-out, then fine-tuning on all of them", flush=True)
         lopo = crossval_run(out, real_w, real_ds.source["kind"], prepared[1],
-                            out / REAL_CV_DIR, cfg=ft)
+                            out / REAL_CV_DIR, cfg=ft, cleaning=_cleaning(real_ds))
         fine_tune_run(out, real_w, real_ds.source, prepared[1], ft)
     r = evaluate_run(out, data, force=True, prepared=prepared)
     if not args.out:
@@ -182,6 +182,10 @@ def cmd_convert(args: argparse.Namespace) -> None:
         print(f"skipped {test}: {why}")
 
 
+def _cleaning(dataset) -> dict:
+    return {"rows": int(len(dataset.measures)), "counts": dict(dataset.report.counts)}
+
+
 def cmd_crossval(args: argparse.Namespace) -> None:
     from vo2spike.crossval import crossval_run, lopo_table
     from vo2spike.evaluate import REAL_CV_DIR
@@ -191,7 +195,8 @@ def cmd_crossval(args: argparse.Namespace) -> None:
     real_ds, real_w = prepare_windows(args.real)
     _, sim_w = prepare_windows(sim_dir)
     out = Path(args.out) if args.out else Path(args.model) / REAL_CV_DIR
-    r = crossval_run(args.model, real_w, real_ds.source["kind"], sim_w, out, force=args.force)
+    r = crossval_run(args.model, real_w, real_ds.source["kind"], sim_w, out, force=args.force,
+                     cleaning=_cleaning(real_ds))
     print(f"\nREAL recordings, leave-one-person-out. Data: {r['data_kind']}\n")
     print(lopo_table(r["models"]))
     print(f"\nreport: {out / 'report.md'}")

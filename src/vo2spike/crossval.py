@@ -134,12 +134,25 @@ def per_person_table(pred: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def cleaning_table(counts: dict[str, int], n_rows: int) -> str:
+    """Markdown: what each cleaning rule removed, as a count and a share of breath rows."""
+    lines = ["| rule | values | % of breath rows |", "|---|---|---|"]
+    for key, n in counts.items():
+        per_row = not key.startswith(("windows_", "tests_"))  # those count windows or tests
+        share = f"{100 * n / n_rows:.2f}%" if per_row else "–"
+        lines.append(f"| {key.replace('_', ' ')} | {n} | {share} |")
+    return "\n".join(lines)
+
+
 def crossval_run(run_dir: Path, real: Windows, real_kind: str, sim: Windows, out: Path,
-                 force: bool = False, cfg: FineTuneConfig | None = None) -> dict:
-    """Run LOPO and write ``out/`` (metrics.json, predictions.csv, report.md, plot)."""
+                 force: bool = False, cfg: FineTuneConfig | None = None,
+                 cleaning: dict | None = None) -> dict:
+    """Run LOPO and write ``out/`` (metrics.json, predictions.csv, report.md, plot).
+
+    ``cleaning`` ({"rows": n, "counts": {rule: n}}) is the real data's cleaning report."""
     pred = leave_one_person_out(run_dir, real, sim, cfg)
     weights = real.tests.set_index("ID_test")["Weight"]
-    results = {"data_kind": real_kind, "n_people": int(pred["ID"].nunique()),
+    results = {"data_kind": real_kind, "cleaning": cleaning, "n_people": int(pred["ID"].nunique()),
                "n_sessions": int(pred["ID_test"].nunique()), "n_windows": int(len(pred)),
                "fine_tune": (cfg or FineTuneConfig()).__dict__, "models": score_lopo(pred, weights)}
     with atomic_dir(Path(out), force=force) as tmp:
@@ -163,6 +176,10 @@ def crossval_run(run_dir: Path, real: Windows, real_kind: str, sim: Windows, out
 
 def render_lopo(results: dict, pred: pd.DataFrame) -> str:
     """The markdown section on real recordings."""
+    clean = results.get("cleaning")
+    cleaning = "" if not clean else (
+        f"\nCleaning of the real recordings ({clean['rows']} breath rows; the same rules for "
+        f"inputs and labels):\n\n{cleaning_table(clean['counts'], clean['rows'])}\n")
     return f"""## Real recordings: leave-one-person-out
 
 Data: **{results['data_kind']}** — {results['n_people']} people, {results['n_sessions']}
@@ -175,6 +192,7 @@ VO2max: per session, highest 30 s mean of the measured 1 Hz VO2. The model's est
 the mean of its window estimates (what `predict` writes); the last column scores the
 highest predicted window VO2 instead (meaningful for maximal tests such as the Yo-Yo).
 
+{cleaning}
 Per held-out person, {SPIKING}:
 
 {per_person_table(pred)}
