@@ -1,4 +1,5 @@
-"""Command-line interface: ``vo2spike {simulate,data fetch,train,evaluate,predict,run}``."""
+"""Command-line interface: ``vo2spike COMMAND`` (simulate, data fetch, convert, train,
+evaluate, predict, crossval, realism, run); a thin layer over the package."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from vo2spike.data.fetch import FetchError, fetch_physionet
+from vo2spike.data.fetch import PHYSIONET_URL, FetchError, fetch_physionet
 from vo2spike.data.read import MEASURE_FILE, SIMULATION_MARKER, SUBJECT_FILE, DataError
 from vo2spike.data.simulate import CALIBRATIONS, PROTOCOLS, write_cohort
 from vo2spike.data.windows import prepare_windows
@@ -239,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True)
     f = dsub.add_parser("fetch", help="download and verify the PhysioNet release")
     f.add_argument("--out", type=Path, default=Path("data/physionet-treadmill-1.0.1"))
-    f.add_argument("--base-url", default=None, help="mirror of the release's files/ folder")
+    f.add_argument("--base-url", default=PHYSIONET_URL,
+                   help="where the release's files are (default: PhysioNet)")
     f.add_argument("--force", action="store_true")
     f.set_defaults(func=cmd_fetch)
 
@@ -316,10 +318,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s",
                         stream=sys.stderr)
-    if getattr(args, "base_url", "unset") is None:
-        from vo2spike.data.fetch import PHYSIONET_URL
-
-        args.base_url = PHYSIONET_URL
     try:
         args.func(args)
     except (DataError, OutputExistsError, FileNotFoundError) as e:
