@@ -108,7 +108,7 @@ def _resolve_run_data(args: argparse.Namespace) -> Path:
 
 def _resolve_real(args: argparse.Namespace) -> Path | None:
     """A canonical directory of real recordings: ``--real`` (canonical, or the Yo-Yo layout,
-    converted once into data/), else the shared Yo-Yo recordings when present."""
+    converted into data/ at every run), else the shared Yo-Yo recordings when present."""
     from vo2spike.data.k5 import convert_yoyo
 
     if args.no_real:

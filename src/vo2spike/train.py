@@ -286,13 +286,15 @@ def fine_tune_run(run_dir: Path, real: Windows, real_source: dict, sim: Windows,
     simulation-only weights are kept as ``sim_only*.safetensors``."""
     run_dir = Path(run_dir)
     cfg = cfg or FineTuneConfig()
+    config = json.loads((run_dir / CONFIG_FILE).read_text())
+    sim_train = sim_train_windows(config, sim)
     for twin in (False, True):
-        model, norm, config = load_model(run_dir, twin=twin, sim_only=True)
+        model, norm, _ = load_model(run_dir, twin=twin, sim_only=True)
         weights = run_dir / (TWIN_FILE if twin else MODEL_FILE)
         if not (run_dir / SIM_ONLY_FILES[twin]).exists():
             weights.replace(run_dir / SIM_ONLY_FILES[twin])
         torch.manual_seed(cfg.seed)
-        save_weights(fine_tune(model, real, sim_train_windows(config, sim), norm, cfg), weights)
+        save_weights(fine_tune(model, real, sim_train, norm, cfg), weights)
     config["fine_tune"] = {**asdict(cfg), "data": real_source, "n_windows": len(real),
                            "people": sorted({str(p) for p in real.person})}
     write_json(run_dir / CONFIG_FILE, config)

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from vo2spike.data.read import (
+    MEASURE_COLUMNS,
     MEASURE_FILE,
+    SIGNALS,
     SOURCE_MARKER,
     SUBJECT_COLUMNS,
     SUBJECT_FILE,
@@ -65,7 +67,7 @@ def read_k5_csv(path: Path) -> pd.DataFrame:
             continue
         out[col] = to_number(raw, k5, path, allow_missing=True, first_line=3) if k5 in raw \
             else np.nan
-    return out[["time", "Speed", "HR", "VO2", "VCO2", "RR", "VE"]]
+    return out[["time", *SIGNALS]]
 
 
 @dataclass
@@ -97,6 +99,12 @@ class YoYoSession:
         return self.breaths[(t >= self.start_s) & (t <= self.end_s)]
 
 
+def _column(df: pd.DataFrame, prefix: str) -> str:
+    """The column whose name starts with ``prefix`` (the metadata's unit signs are
+    mis-encoded in the shipped files, e.g. the degree sign of 'Ambient Temperature')."""
+    return next(c for c in df.columns if c.startswith(prefix))
+
+
 def read_yoyo(root: Path) -> list[YoYoSession]:
     """Read every session listed in ``FirstRound/Metadata_1.csv`` and
     ``SecondRound/Metadata_2.csv`` under ``root``."""
@@ -122,7 +130,8 @@ def read_yoyo(root: Path) -> list[YoYoSession]:
                 has_hr=bool(int(row["Heart Rate Included?"])),
                 age=float(row["Age"]), sex=int(gender == "female"),
                 height_cm=float(row["Height (cm)"]), weight_kg=float(row["Weight (kg)"]),
-                humidity=float(row.iloc[7]), temperature=float(row.iloc[6]),
+                humidity=float(row[_column(meta, "Ambient Relative Humidity")]),
+                temperature=float(row[_column(meta, "Ambient Temperature")]),
                 note="" if pd.isna(row.get("Note")) else str(row.get("Note")),
             ))
     return sessions
@@ -140,7 +149,7 @@ def session_start(s: YoYoSession) -> float:
 def _canonical(breaths: pd.DataFrame, person: str, id_test: str) -> pd.DataFrame:
     out = breaths.copy()
     out["ID"], out["ID_test"] = person, id_test
-    return out[["time", "Speed", "HR", "VO2", "VCO2", "RR", "VE", "ID", "ID_test"]]
+    return out[MEASURE_COLUMNS]
 
 
 def _write_canonical(out: Path, subjects: list[dict], measures: list[pd.DataFrame],

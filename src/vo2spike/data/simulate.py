@@ -17,7 +17,13 @@ import numpy as np
 import pandas as pd
 
 from vo2spike import __version__
-from vo2spike.data.read import MEASURE_FILE, SIMULATION_MARKER, SUBJECT_FILE, read_subject_info
+from vo2spike.data.read import (
+    MEASURE_COLUMNS,
+    MEASURE_FILE,
+    SIMULATION_MARKER,
+    SUBJECT_FILE,
+    read_subject_info,
+)
 from vo2spike.outputs import atomic_dir
 
 PROTOCOLS = ("ramp", "steady", "intervals", "yoyo", "mixed")
@@ -185,7 +191,7 @@ def yoyo_course(p: Physiology, weight: float, rng: np.random.Generator) -> Cours
     Turns, accelerations and the 10 s recoveries make the mean O2 cost of a bout far above
     straight running at the same speed: a person-specific 1.5-1.9 x the net ACSM cost, so
     that the last levels come close to VO2max as measured Yo-Yo IR1 tests do (Bangsbo et al.
-    2008, Sports Med 38:37). GPS speed: 2 s lag, N(0, 0.6) km/h noise.
+    2008, Sports Med 38:37). GPS speed: 3 s trailing mean (lag) plus N(0, 0.6) km/h noise.
     """
     shuttle_cost = float(rng.uniform(1.5, 1.9))
     limit = p.vo2max * (1.0 + p.reserve)
@@ -422,9 +428,7 @@ def write_cohort(
                                                 calibration=cal)
     with atomic_dir(Path(out), force=force) as tmp:
         subjects.to_csv(tmp / SUBJECT_FILE, index=False)
-        measures[["time", "Speed", "HR", "VO2", "VCO2", "RR", "VE", "ID", "ID_test"]].to_csv(
-            tmp / MEASURE_FILE, index=False
-        )
+        measures[MEASURE_COLUMNS].to_csv(tmp / MEASURE_FILE, index=False)
         truth.to_csv(tmp / "truth.csv", index=False, float_format="%.4g")
         marker = {
             "generator": f"vo2spike {__version__} simulator",
