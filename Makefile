@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/sim_transfer.py
+	$(BIN)/python bench/lopo_variants.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -3,9 +3,13 @@
 For each simulator setting (calibration x protocol): simulate the cohort of the real Malaga
 demographics, train the spiking model and its twin, then run leave-one-person-out on the
 real Yo-Yo recordings. Writes bench/results/sim_transfer.{json,md}. About 12 minutes on
-2 cores.
+2 cores for one seed.
 
-    .venv/bin/python bench/sim_transfer.py [--n-tests N] [--seed S] \
+With several ``--seeds`` each setting is repeated with a fresh simulated cohort, split and
+initialisation per seed, and the table gives mean ± SD over the seeds: how much of a
+difference between models or settings is noise (about 3 minutes per setting and seed).
+
+    .venv/bin/python bench/sim_transfer.py [--n-tests N] [--seeds S [S ...]] \
         [--settings foundation-mixed ...]
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import time
 from pathlib import Path
 
@@ -26,13 +31,24 @@ from vo2spike.train import TrainConfig, train_run
 
 SETTINGS = [("foundation", "ramp"), ("foundation", "mixed"), ("k5-matched", "ramp"),
             ("k5-matched", "mixed")]
-ROWS = ["spiking, simulation only", "spiking TCN+LIF (sim + real)", "ANN twin (sim + real)"]
+ROWS = ["spiking TCN+LIF (sim + real)", "ANN twin (sim + real)", "spiking, simulation only",
+        "ridge on window means (real)", "VE-only linear (real)"]
+METRICS = [("vo2_r2", "{:.3f}"), ("vo2_rmse", "{:.0f}"), ("vo2max_mape", "{:.1f}%")]
+
+
+def _cell(values: list[float], fmt: str) -> str:
+    """One value, or mean ± SD of several."""
+    if len(values) == 1:
+        return fmt.format(values[0])
+    sd = fmt.format(statistics.stdev(values)).rstrip("%")
+    return f"{fmt.format(statistics.mean(values))} ± {sd}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n-tests", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="one run per seed (cohort, split and initialisation)")
     ap.add_argument("--work", type=Path, default=REPO / "bench" / "work")
     ap.add_argument("--settings", nargs="*", default=[f"{c}-{p}" for c, p in SETTINGS],
                     help="subset of calibration-protocol settings to run")
@@ -45,37 +61,41 @@ def main() -> None:
     real_ds, real = prepare_windows(real_dir)
     results = []
     for calibration, protocol in SETTINGS:
-        t0 = time.time()
         name = f"{calibration}-{protocol}"
         if name not in args.settings:
             continue
-        sim_dir = write_cohort(args.work / f"sim-{name}", n_tests=args.n_tests,
-                               demographics_csv=SHARED_DEMOGRAPHICS, protocol=protocol,
-                               seed=args.seed, calibration=calibration, force=True)
-        prepared = prepare_windows(sim_dir)
-        run = args.work / f"run-{name}"
-        train_run(sim_dir, run, TrainConfig(seed=args.seed), force=True, prepared=prepared)
-        r = crossval_run(run, real, real_ds.source["kind"], prepared[1], run / "real_cv",
-                         force=True)
-        row = {"calibration": calibration, "protocol": protocol,
-               "seconds": round(time.time() - t0)}
-        for m in ROWS:
-            row[m] = {"vo2_r2": r["models"][m]["vo2_ml_min"]["r2"],
-                      "vo2_rmse": r["models"][m]["vo2_ml_min"]["rmse"],
-                      "vo2max_mape": r["models"][m]["vo2max_ml_min"]["mape"]}
-        results.append(row)
-        print(json.dumps(row), flush=True)
+        for seed in args.seeds:
+            t0 = time.time()
+            sim_dir = write_cohort(args.work / f"sim-{name}", n_tests=args.n_tests,
+                                   demographics_csv=SHARED_DEMOGRAPHICS, protocol=protocol,
+                                   seed=seed, calibration=calibration, force=True)
+            prepared = prepare_windows(sim_dir)
+            run = args.work / f"run-{name}"
+            train_run(sim_dir, run, TrainConfig(seed=seed), force=True, prepared=prepared)
+            r = crossval_run(run, real, real_ds.source["kind"], prepared[1], run / "real_cv",
+                             force=True)
+            row = {"calibration": calibration, "protocol": protocol, "seed": seed,
+                   "seconds": round(time.time() - t0)}
+            for m in ROWS:
+                row[m] = {"vo2_r2": r["models"][m]["vo2_ml_min"]["r2"],
+                          "vo2_rmse": r["models"][m]["vo2_ml_min"]["rmse"],
+                          "vo2max_mape": r["models"][m]["vo2max_ml_min"]["mape"]}
+            results.append(row)
+            print(json.dumps(row), flush=True)
     (out / "sim_transfer.json").write_text(json.dumps(results, indent=2) + "\n")
+    seeds = " ".join(map(str, args.seeds))
+    spread = "; mean ± SD over the seeds" if len(args.seeds) > 1 else ""
     lines = ["Leave-one-person-out on the REAL Yo-Yo recordings "
              f"({real_ds.source['kind']}); models trained on SIMULATED cohorts "
-             f"(real Malaga demographics, {args.n_tests or 'all 992'} tests, seed {args.seed}).",
+             f"(real Malaga demographics, {args.n_tests or 'all 992'} tests, seeds {seeds}"
+             f"{spread}).",
              "", "| simulator | model | VO2 R² | VO2 RMSE (mL/min) | VO2max MAPE |",
              "|---|---|---|---|---|"]
-    for row in results:
-        for m in ROWS:
-            v = row[m]
-            lines.append(f"| {row['calibration']}, {row['protocol']} | {m} | {v['vo2_r2']:.3f} "
-                         f"| {v['vo2_rmse']:.0f} | {v['vo2max_mape']:.1f}% |")
+    for calibration, protocol in SETTINGS:
+        rows = [r for r in results if (r["calibration"], r["protocol"]) == (calibration, protocol)]
+        for m in ROWS if rows else []:
+            cells = [_cell([r[m][k] for r in rows], fmt) for k, fmt in METRICS]
+            lines.append(f"| {calibration}, {protocol} | {m} | " + " | ".join(cells) + " |")
     (out / "sim_transfer.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from vo2spike import crossval as cv
 from vo2spike.cli import main
@@ -12,7 +13,7 @@ from vo2spike.data.clean import clean_measures
 from vo2spike.data.k5 import convert_yoyo, read_k5_csv, read_yoyo, session_start
 from vo2spike.data.read import DataReport, load_dataset
 from vo2spike.data.windows import make_windows, prepare_windows, smooth_speed
-from vo2spike.train import FineTuneConfig, fine_tune_run, load_model
+from vo2spike.train import FineTuneConfig, fine_tune, fine_tune_run, load_model, sim_train_windows
 
 from .conftest import SHARED
 
@@ -129,6 +130,19 @@ def test_fine_tune_run_keeps_simulation_weights(real_dir, run_dir, sim_dir, tmp_
     tuned, _, _ = load_model(run)
     assert not all(np.array_equal(a.detach(), b.detach())
                    for a, b in zip(sim_only.parameters(), tuned.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_fine_tune_vo2max_loss_weight_reaches_the_vo2max_head(real_dir, run_dir, sim_dir, weight):
+    model, norm, config = load_model(run_dir)
+    _, real = prepare_windows(real_dir)
+    _, sim = prepare_windows(sim_dir)
+    cfg = FineTuneConfig(epochs=1, vo2max_loss_weight=weight)
+    tuned = fine_tune(model, real.subset(real.person.astype(str) == "D06"),
+                      sim_train_windows(config, sim), norm, cfg)
+    head_moved = not torch.equal(tuned.head_vo2max.weight, model.head_vo2max.weight)
+    assert head_moved == (weight > 0)  # with weight 0 no gradient reaches the VO2max head
+    assert not torch.equal(tuned.head_vo2.weight, model.head_vo2.weight)
 
 
 def test_cleaning_table_reports_each_rule():

@@ -213,6 +213,7 @@ class FineTuneConfig:
     batch_size: int = 32
     lr: float = 3e-4
     sim_per_real: float = 1.0
+    vo2max_loss_weight: float = 1.0
     seed: int = 0
 
 
@@ -235,7 +236,7 @@ def fine_tune(model: VO2Net, real: Windows, sim: Windows, norm: Normalizer,
             j = torch.randint(0, len(xs), (int(round(len(idx) * cfg.sim_per_real)),),
                               generator=gen)
             loss = _loss(model, torch.cat([x[idx], xs[j]]), torch.cat([y[idx], ys[j]]),
-                         torch.cat([ymax[idx], ymaxs[j]]), 1.0)
+                         torch.cat([ymax[idx], ymaxs[j]]), cfg.vo2max_loss_weight)
             optim.zero_grad()
             loss.backward()
             optim.step()
