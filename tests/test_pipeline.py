@@ -145,3 +145,28 @@ def test_cli_bad_input_names_file_line_column(tmp_path, sim_dir, capsys):
     err = capsys.readouterr().err
     assert "test_measure.csv: line 42, column 'HR'" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_run_force_keeps_the_old_run_until_the_new_one_finishes(sim_dir, tmp_path, monkeypatch):
+    import vo2spike.evaluate as evaluate_mod
+
+    out = tmp_path / "run"
+    args = ["run", "--data", str(sim_dir), "--no-real", "--quick", "--out", str(out)]
+    assert main(args) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    old_model = (out / "model.safetensors").read_bytes()
+    assert "- model: `" + str(out) + "`" in (out / "evaluation" / "report.md").read_text()
+    assert main(args) == 2  # exists, no --force
+
+    def broken(*a, **k):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(evaluate_mod, "evaluate_run", broken)
+    with pytest.raises(RuntimeError):
+        main(args + ["--force", "--seed", "5"])
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # the failed --force run lost nothing
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # and left no partial output
+    monkeypatch.undo()
+    assert main(args + ["--force", "--seed", "5"]) == 0
+    assert (out / "model.safetensors").read_bytes() != old_model

@@ -15,7 +15,7 @@ from vo2spike.data.fetch import PHYSIONET_URL, FetchError, fetch_physionet
 from vo2spike.data.read import MEASURE_FILE, SIMULATION_MARKER, SUBJECT_FILE, DataError
 from vo2spike.data.simulate import CALIBRATIONS, PROTOCOLS, write_cohort
 from vo2spike.data.windows import prepare_windows
-from vo2spike.outputs import OutputExistsError, check_writable
+from vo2spike.outputs import OutputExistsError, atomic_dir, check_writable
 from vo2spike.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,17 +137,20 @@ def cmd_run(args: argparse.Namespace) -> None:
     data = _resolve_run_data(args)
     real_dir = _resolve_real(args)
     prepared = prepare_windows(data)
-    train_run(data, out, _train_config(args), force=args.force, prepared=prepared)
-    lopo = None
-    if real_dir is not None:
-        real_ds, real_w = prepare_windows(real_dir)
-        ft = FineTuneConfig(seed=args.seed, **({"epochs": 2} if args.quick else {}))
-        print(f"real recordings: {real_dir} ({real_ds.source['kind']}); "
-              "leave-one-person-out, then fine-tuning on all of them", flush=True)
-        lopo = crossval_run(out, real_w, real_ds.source["kind"], prepared[1],
-                            out / REAL_CV_DIR, cfg=ft, cleaning=_cleaning(real_ds))
-        fine_tune_run(out, real_w, real_ds.source, prepared[1], ft)
-    r = evaluate_run(out, data, force=True, prepared=prepared)
+    # Built in OUT.partial and moved into place at the end: an existing run is replaced
+    # (--force) only by a finished one, and a failed run leaves nothing behind.
+    with atomic_dir(out, force=args.force) as work:
+        train_run(data, work, _train_config(args), prepared=prepared)
+        lopo = None
+        if real_dir is not None:
+            real_ds, real_w = prepare_windows(real_dir)
+            ft = FineTuneConfig(seed=args.seed, **({"epochs": 2} if args.quick else {}))
+            print(f"real recordings: {real_dir} ({real_ds.source['kind']}); "
+                  "leave-one-person-out, then fine-tuning on all of them", flush=True)
+            lopo = crossval_run(work, real_w, real_ds.source["kind"], prepared[1],
+                                work / REAL_CV_DIR, cfg=ft, cleaning=_cleaning(real_ds))
+            fine_tune_run(work, real_w, real_ds.source, prepared[1], ft)
+        r = evaluate_run(work, data, force=True, prepared=prepared, model_label=str(out))
     if not args.out:
         latest = out.parent / "latest"
         if latest.is_symlink() or not latest.exists():

@@ -127,9 +127,12 @@ def results_table(results: dict) -> str:
 
 
 def evaluate_run(run_dir: Path, data_dir: Path, out: Path | None = None,
-                 force: bool = False, prepared: tuple[Dataset, Windows] | None = None) -> dict:
+                 force: bool = False, prepared: tuple[Dataset, Windows] | None = None,
+                 model_label: str | None = None) -> dict:
     """Evaluate a run on the test split of ``data_dir``; write report.md, metrics.json and
-    plots to ``out`` (default RUN_DIR/evaluation). Returns the metrics."""
+    plots to ``out`` (default RUN_DIR/evaluation). Returns the metrics.
+
+    ``model_label`` names the model in the report (default: ``run_dir``)."""
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     out = Path(out) if out else run_dir / "evaluation"
     model, norm, config = load_model(run_dir)
@@ -184,12 +187,13 @@ def evaluate_run(run_dir: Path, data_dir: Path, out: Path | None = None,
         title = f"test split, data: {dataset.source['kind']}"
         _plots(tmp, test_w, tests, pred["vo2"], title)
         write_json(tmp / "metrics.json", results)
-        (tmp / "report.md").write_text(render_report(results, run_dir) + "\n" + real_section)
+        (tmp / "report.md").write_text(render_report(results, model_label or str(run_dir))
+                                          + "\n" + real_section)
     return results
 
 
-def render_report(results: dict, run_dir: Path) -> str:
-    """The markdown evaluation report."""
+def render_report(results: dict, model_label: str) -> str:
+    """The markdown evaluation report (``model_label``: the run directory it describes)."""
     m = results["models"]["spiking TCN+LIF"]
     rates = ", ".join(f"{k}: {v:.3f}" for k, v in results["spike_rates"].items())
     params = ", ".join(f"{k}: {v:,}" for k, v in results["parameters"].items())
@@ -197,7 +201,7 @@ def render_report(results: dict, run_dir: Path) -> str:
 
 ## Simulated test split
 
-- model: `{run_dir}`
+- model: `{model_label}`
 - data: **{results['data_kind']}** (`{results['data_path']}`)
 - split: {results['split']}; {m['n_windows']} windows (60 s, 30 s stride) of {m['n_tests']} tests
 
