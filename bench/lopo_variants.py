@@ -98,8 +98,8 @@ def run_variant(settings: dict, sim: Windows, truth_vo2max: np.ndarray, real: Wi
     true = sessions["true"].first()
     fine, sim_only = (regression_metrics(real.vo2, pred[k]) for k in ("vo2", "sim_only"))
     return {"vo2_r2": fine["r2"], "vo2_rmse": fine["rmse"],
-            "vo2max_mape": float((abs(sessions["vo2max"].mean() - true) / true).mean() * 100),
-            "peak_window_mape": float((abs(sessions["vo2"].max() - true) / true).mean() * 100),
+            "vo2max_mape": regression_metrics(true, sessions["vo2max"].mean())["mape"],
+            "peak_window_mape": regression_metrics(true, sessions["vo2"].max())["mape"],
             "sim_only_vo2_r2": sim_only["r2"], "simulated_test_vo2_r2": sim_r2}
 
 
@@ -109,9 +109,10 @@ def label_limits(real: Windows) -> dict:
     errors = []
     for _, d in tests.groupby("person"):
         v = d["vo2max"].to_numpy()
-        # Best single value for all of a person's sessions (least mean absolute % error).
-        grid = np.linspace(v.min(), v.max(), 1001)
-        errors += list(np.abs(grid[np.argmin([np.sum(np.abs(c - v) / v) for c in grid])] - v) / v)
+        # Best single value for all of a person's sessions (least mean absolute % error);
+        # the error is piecewise linear in that value, so the best one is one of the labels.
+        best = min(v, key=lambda c: np.sum(np.abs(c - v) / v))
+        errors += list(np.abs(best - v) / v)
     ve = pd.Series(real.x[:, 3].mean(axis=1), index=real.id_test).groupby(level=0).sum()
     vo2 = pd.Series(real.vo2, index=real.id_test).groupby(level=0).sum()
     ratio = ve * 1000 / vo2
