@@ -15,21 +15,22 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from vo2spike.cli import REPO, SHARED_DEMOGRAPHICS, SHARED_YOYO
+from vo2spike.config import FineTuneConfig, Normalizer, TrainConfig
 from vo2spike.data.k5 import convert_yoyo
 from vo2spike.data.simulate import write_cohort
 from vo2spike.data.split import split_by_person, split_masks
-from vo2spike.data.windows import Windows, prepare_windows
-from vo2spike.evaluate import regression_metrics
+from vo2spike.data.windows import CHANNELS, Windows, prepare_windows
+from vo2spike.inference import predict_windows
+from vo2spike.metrics import regression_metrics
 from vo2spike.model.net import ModelConfig, VO2Net
-from vo2spike.train import FineTuneConfig, Normalizer, TrainConfig, fine_tune, fit, predict_windows
+from vo2spike.pipeline import REPO, SHARED_DEMOGRAPHICS, SHARED_YOYO
+from vo2spike.train import fine_tune, fit
 
 #: name -> (what it changes, settings). Settings: "train" / "fine_tune" / "model" override
 #: fields of the configs; "truth_vo2max" labels simulated tests with the simulator's true
@@ -56,7 +57,8 @@ def _with(w: Windows, x: np.ndarray | None = None, vo2max: np.ndarray | None = N
 
 
 def _load_channel(w: Windows) -> Windows:
-    load = w.x[:, 0:1] * w.x[:, 5:6]  # Speed (km/h) x Weight (kg)
+    speed, weight = CHANNELS.index("Speed"), CHANNELS.index("Weight")
+    load = w.x[:, [speed]] * w.x[:, [weight]]  # km/h x kg
     return _with(w, x=np.concatenate([w.x, load], axis=1).astype(np.float32))
 
 
@@ -67,9 +69,9 @@ def run_variant(settings: dict, sim: Windows, truth_vo2max: np.ndarray, real: Wi
         sim = _with(sim, vo2max=truth_vo2max)
     if settings.get("load_channel"):
         sim, real = _load_channel(sim), _load_channel(real)
-    tcfg = TrainConfig(seed=seed, **settings.get("train", {}))
+    tcfg = TrainConfig(**settings.get("train", {}))
     mcfg = ModelConfig(n_inputs=sim.x.shape[1], **settings.get("model", {}))
-    ftcfg = FineTuneConfig(seed=seed, **settings.get("fine_tune", {}))
+    ftcfg = FineTuneConfig(**settings.get("fine_tune", {}))
     masks = split_masks(sim.person, split_by_person(sim.person, seed))
     train, val = sim.subset(masks["train"]), sim.subset(masks["val"])
     norm = Normalizer.fit(train)
@@ -77,22 +79,22 @@ def run_variant(settings: dict, sim: Windows, truth_vo2max: np.ndarray, real: Wi
     model = VO2Net(mcfg)
     ckpt = REPO / "bench" / "work" / "variant-checkpoint.safetensors"
     ckpt.unlink(missing_ok=True)
-    fit(model, train, val, norm, tcfg, ckpt, "variant")
+    fit(model, train, val, norm, tcfg, ckpt, "variant", seed)
     ckpt.unlink(missing_ok=True)
     sim_test = sim.subset(masks["test"])
-    sim_r2 = regression_metrics(sim_test.vo2, predict_windows(model, norm, sim_test.x)["vo2"])["r2"]
+    sim_r2 = regression_metrics(sim_test.vo2, predict_windows(model, norm, sim_test.x).vo2)["r2"]
     person = np.array([str(p) for p in real.person])
     pred = {k: np.zeros(len(real)) for k in ("sim_only", "vo2", "vo2max")}
     seeds = range(seed, seed + settings.get("fine_tune_seeds", 1))
     for held_out in sorted(set(person)):
         test = person == held_out
-        pred["sim_only"][test] = predict_windows(model, norm, real.x[test])["vo2"]
+        pred["sim_only"][test] = predict_windows(model, norm, real.x[test]).vo2
         for s in seeds:
             torch.manual_seed(s)
-            tuned = fine_tune(model, real.subset(~test), train, norm, replace(ftcfg, seed=s))
+            tuned = fine_tune(model, real.subset(~test), train, norm, ftcfg, s)
             p = predict_windows(tuned, norm, real.x[test])
-            pred["vo2"][test] += p["vo2"] / len(seeds)
-            pred["vo2max"][test] += p["vo2max"] / len(seeds)
+            pred["vo2"][test] += p.vo2 / len(seeds)
+            pred["vo2max"][test] += p.vo2max / len(seeds)
     sessions = pd.DataFrame({"t": real.id_test, "vo2max": pred["vo2max"], "vo2": pred["vo2"],
                              "true": real.vo2max}).groupby("t")
     true = sessions["true"].first()
@@ -113,7 +115,8 @@ def label_limits(real: Windows) -> dict:
         # the error is piecewise linear in that value, so the best one is one of the labels.
         best = min(v, key=lambda c: np.sum(np.abs(c - v) / v))
         errors += list(np.abs(best - v) / v)
-    ve = pd.Series(real.x[:, 3].mean(axis=1), index=real.id_test).groupby(level=0).sum()
+    ve_1hz = real.x[:, CHANNELS.index("VE")]
+    ve = pd.Series(ve_1hz.mean(axis=1), index=real.id_test).groupby(level=0).sum()
     vo2 = pd.Series(real.vo2, index=real.id_test).groupby(level=0).sum()
     ratio = ve * 1000 / vo2
     return {"person_constant_oracle_vo2max_mape": float(np.mean(errors) * 100),

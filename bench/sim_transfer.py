@@ -22,17 +22,17 @@ import statistics
 import time
 from pathlib import Path
 
-from vo2spike.cli import REPO, SHARED_DEMOGRAPHICS, SHARED_YOYO
-from vo2spike.crossval import crossval_run
+from vo2spike.config import TrainConfig
+from vo2spike.crossval import MODELS, crossval_run
 from vo2spike.data.k5 import convert_yoyo
 from vo2spike.data.simulate import write_cohort
 from vo2spike.data.windows import prepare_windows
-from vo2spike.train import TrainConfig, train_run
+from vo2spike.metrics import label
+from vo2spike.pipeline import REPO, SHARED_DEMOGRAPHICS, SHARED_YOYO
+from vo2spike.train import train_run
 
 SETTINGS = [("foundation", "ramp"), ("foundation", "mixed"), ("k5-matched", "ramp"),
             ("k5-matched", "mixed")]
-ROWS = ["spiking TCN+LIF (sim + real)", "ANN twin (sim + real)", "spiking, simulation only",
-        "ridge on window means (real)", "VE-only linear (real)"]
 METRICS = [("vo2_r2", "{:.3f}"), ("vo2_rmse", "{:.0f}"), ("vo2max_mape", "{:.1f}%")]
 
 
@@ -71,12 +71,12 @@ def main() -> None:
                                    seed=seed, calibration=calibration, force=True)
             prepared = prepare_windows(sim_dir)
             run = args.work / f"run-{name}"
-            train_run(sim_dir, run, TrainConfig(seed=seed), force=True, prepared=prepared)
+            train_run(sim_dir, run, TrainConfig(), seed=seed, force=True, prepared=prepared)
             r = crossval_run(run, real, real_ds.source["kind"], prepared[1], run / "real_cv",
                              force=True)
             row = {"calibration": calibration, "protocol": protocol, "seed": seed,
                    "seconds": round(time.time() - t0)}
-            for m in ROWS:
+            for m in MODELS:
                 row[m] = {"vo2_r2": r["models"][m]["vo2_ml_min"]["r2"],
                           "vo2_rmse": r["models"][m]["vo2_ml_min"]["rmse"],
                           "vo2max_mape": r["models"][m]["vo2max_ml_min"]["mape"]}
@@ -93,9 +93,10 @@ def main() -> None:
              "|---|---|---|---|---|"]
     for calibration, protocol in SETTINGS:
         rows = [r for r in results if (r["calibration"], r["protocol"]) == (calibration, protocol)]
-        for m in ROWS if rows else []:
+        for m in MODELS if rows else []:
             cells = [_cell([r[m][k] for r in rows], fmt) for k, fmt in METRICS]
-            lines.append(f"| {calibration}, {protocol} | {m} | " + " | ".join(cells) + " |")
+            lines.append(f"| {calibration}, {protocol} | {label(m)} | " + " | ".join(cells)
+                         + " |")
     (out / "sim_transfer.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

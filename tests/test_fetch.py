@@ -39,7 +39,7 @@ def test_fetch_verifies_and_writes(server, tmp_path):
         (root / name).write_bytes(data)
     expected = {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
     out = fetch_physionet(tmp_path / "out", base_url=url, expected=expected)
-    assert {p.name for p in out.iterdir()} == set(files)
+    assert {p.name for p in out.iterdir()} == set(files) | {".vo2spike-output"}
 
 
 def test_checksum_mismatch_leaves_nothing(server, tmp_path):

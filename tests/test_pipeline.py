@@ -9,29 +9,33 @@ from safetensors.torch import load_file
 
 from vo2spike import train as train_mod
 from vo2spike.cli import main
+from vo2spike.config import TrainConfig, load_config
 from vo2spike.data.read import load_dataset
 from vo2spike.data.windows import make_windows
 from vo2spike.evaluate import evaluate_run
-from vo2spike.predict import DEFAULT_MODEL, WINDOW_COLUMNS, predict_dir
-from vo2spike.train import TrainConfig, load_model, train_run
+from vo2spike.inference import DEFAULT_MODEL, load_model
+from vo2spike.predict import WINDOW_COLUMNS, predict_dir
+from vo2spike.train import train_run
 
 
 def test_run_directory_contents(run_dir):
     assert {p.name for p in run_dir.iterdir()} == {
-        "model.safetensors", "twin.safetensors", "config.json", "metrics.json"}
-    config = json.loads((run_dir / "config.json").read_text())
-    assert config["data"]["kind"] == "simulated"
-    assert config["channels"] == ["Speed", "HR", "RR", "VE", "Age", "Weight", "Height", "Sex"]
-    assert len(config["normalization"]["x_mean"]) == 8
-    split = config["split"]
+        "model.safetensors", "twin.safetensors", "config.json", "metrics.json",
+        ".vo2spike-output"}
+    config = load_config(run_dir)
+    assert config.data["kind"] == "simulated"
+    assert config.channels == ["Speed", "HR", "RR", "VE", "Age", "Weight", "Height", "Sex"]
+    assert len(config.normalization.x_mean) == 8
+    split = config.split
     assert not set(split["train"]) & set(split["test"])
-    assert config["train"]["seed"] == 1
+    assert config.seed == 1
+    assert set(config.weights) == {"model.safetensors", "twin.safetensors"}
     model, norm, _ = load_model(run_dir)
     assert model.config.spiking and not load_model(run_dir, twin=True)[0].config.spiking
 
 
 def test_training_is_reproducible(sim_dir, run_dir, tmp_path):
-    train_run(sim_dir, tmp_path / "again", TrainConfig(epochs=3, seed=1))
+    train_run(sim_dir, tmp_path / "again", TrainConfig(epochs=3), seed=1)
     a = load_file(str(run_dir / "model.safetensors"))
     b = load_file(str(tmp_path / "again" / "model.safetensors"))
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
@@ -51,13 +55,14 @@ def test_resume_after_interruption_matches_uninterrupted(sim_dir, run_dir, tmp_p
     monkeypatch.setattr(train_mod, "_save_checkpoint", save_then_die)
     out = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
-        train_run(sim_dir, out, TrainConfig(epochs=3, seed=1))
+        train_run(sim_dir, out, TrainConfig(epochs=3), seed=1)
     assert (out / "checkpoint-spiking.safetensors").exists()
     assert not (out / "metrics.json").exists()
     monkeypatch.setattr(train_mod, "_save_checkpoint", real_save)
     with pytest.raises(train_mod.OutputExistsError, match="--resume"):
-        train_run(sim_dir, out, TrainConfig(epochs=3, seed=1))
-    train_run(sim_dir, out, TrainConfig(epochs=3, seed=1), resume=True)
+        train_run(sim_dir, out, TrainConfig(epochs=3), seed=1)
+    # --resume restores the architecture, settings and seed from the run's config.
+    train_run(sim_dir, out, TrainConfig(epochs=99), seed=7, resume=True)
     a = load_file(str(run_dir / "model.safetensors"))
     b = load_file(str(out / "model.safetensors"))
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
@@ -66,16 +71,16 @@ def test_resume_after_interruption_matches_uninterrupted(sim_dir, run_dir, tmp_p
 
 def test_evaluate_reports_all_models(run_dir, sim_dir, tmp_path):
     r = evaluate_run(run_dir, sim_dir, out=tmp_path / "eval")
-    assert set(r["models"]) == {"spiking TCN+LIF", "ANN twin (same TCN, no spikes)",
-                                "ridge on window means"}
-    m = r["models"]["spiking TCN+LIF"]
+    assert set(r["models"]) == {"spiking", "twin", "ridge"}
+    m = r["models"]["spiking"]
     for key in ("vo2_ml_min", "vo2max_ml_min", "vo2max_ml_kg_min"):
         assert set(m[key]) == {"r2", "rmse", "mae", "mape"}
         assert np.isfinite(m[key]["rmse"]) and m[key]["rmse"] > 0
     assert 0 < r["spike_rates"]["lif1"] < 1 and 0 <= r["spike_rates"]["lif2"] < 1
-    assert r["parameters"]["spiking TCN+LIF"] > 1000
+    assert r["parameters"]["spiking"] > 1000
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "simulated" in report and "VO2max MAPE" in report
+    assert "| spiking TCN+LIF | " in report and "| ANN twin (same TCN, no spikes) | " in report
     assert (tmp_path / "eval" / "pred_vs_measured.png").stat().st_size > 1000
     assert (tmp_path / "eval" / "bland_altman.png").stat().st_size > 1000
     # The test split is the model's own: people never seen in training.
@@ -148,7 +153,7 @@ def test_cli_bad_input_names_file_line_column(tmp_path, sim_dir, capsys):
 
 
 def test_run_force_keeps_the_old_run_until_the_new_one_finishes(sim_dir, tmp_path, monkeypatch):
-    import vo2spike.evaluate as evaluate_mod
+    import vo2spike.pipeline as pipeline_mod
 
     out = tmp_path / "run"
     args = ["run", "--data", str(sim_dir), "--no-real", "--quick", "--out", str(out)]
@@ -161,7 +166,7 @@ def test_run_force_keeps_the_old_run_until_the_new_one_finishes(sim_dir, tmp_pat
     def broken(*a, **k):
         raise RuntimeError("evaluation failed")
 
-    monkeypatch.setattr(evaluate_mod, "evaluate_run", broken)
+    monkeypatch.setattr(pipeline_mod, "evaluate_run", broken)
     with pytest.raises(RuntimeError):
         main(args + ["--force", "--seed", "5"])
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}

@@ -9,13 +9,17 @@ import torch
 
 from vo2spike import crossval as cv
 from vo2spike.cli import main
+from vo2spike.config import FineTuneConfig, load_config
 from vo2spike.data.clean import clean_measures
 from vo2spike.data.k5 import convert_yoyo, read_k5_csv, read_yoyo, session_start
 from vo2spike.data.read import DataReport, load_dataset
 from vo2spike.data.windows import make_windows, prepare_windows, smooth_speed
-from vo2spike.train import FineTuneConfig, fine_tune, fine_tune_run, load_model, sim_train_windows
+from vo2spike.inference import load_model
+from vo2spike.train import fine_tune, fine_tune_run, sim_train_windows
 
-from .conftest import SHARED
+from .conftest import SHARED, needs_shared
+
+pytestmark = needs_shared
 
 YOYO = SHARED / "yoyo-k5"
 
@@ -92,9 +96,9 @@ def test_lopo_holds_out_each_person(real_dir, run_dir, sim_dir, monkeypatch):
     seen = []
     real_fine_tune = cv.fine_tune
 
-    def spy(model, real, sim, norm, cfg):
+    def spy(model, real, sim, norm, cfg, seed):
         seen.append({str(p) for p in real.person})
-        return real_fine_tune(model, real, sim, norm, cfg)
+        return real_fine_tune(model, real, sim, norm, cfg, seed)
 
     monkeypatch.setattr(cv, "fine_tune", spy)
     _, real = prepare_windows(real_dir)
@@ -105,7 +109,7 @@ def test_lopo_holds_out_each_person(real_dir, run_dir, sim_dir, monkeypatch):
     assert len(seen) == 6  # spiking and twin, for each of 3 folds
     assert {frozenset(s) for s in seen} == {frozenset({"D06", "D14"}), frozenset({"D01", "D14"}),
                                            frozenset({"D01", "D06"})}
-    assert not pred.filter(like="|").isna().any().any()
+    assert not pred.filter(regex="_vo2(max)?$").isna().any().any()
     results = cv.score_lopo(pred, real.tests.set_index("ID_test")["Weight"])
     assert set(results) == set(cv.MODELS)
     for r in results.values():
@@ -123,9 +127,11 @@ def test_fine_tune_run_keeps_simulation_weights(real_dir, run_dir, sim_dir, tmp_
     assert (run / "sim_only.safetensors").read_bytes() == \
         (run_dir / "model.safetensors").read_bytes()
     assert (run / "model.safetensors").read_bytes() != (run_dir / "model.safetensors").read_bytes()
-    config = json.loads((run / "config.json").read_text())
-    assert config["fine_tune"]["data"]["kind"].startswith("real")
-    assert "D06" in config["fine_tune"]["people"]
+    config = load_config(run)
+    assert config.fine_tune.data["kind"].startswith("real")
+    assert "D06" in config.fine_tune.people
+    assert set(config.weights) == {"model.safetensors", "twin.safetensors",
+                                   "sim_only.safetensors", "sim_only_twin.safetensors"}
     sim_only, _, _ = load_model(run, sim_only=True)
     tuned, _, _ = load_model(run)
     assert not all(np.array_equal(a.detach(), b.detach())
@@ -139,7 +145,7 @@ def test_fine_tune_vo2max_loss_weight_reaches_the_vo2max_head(real_dir, run_dir,
     _, sim = prepare_windows(sim_dir)
     cfg = FineTuneConfig(epochs=1, vo2max_loss_weight=weight)
     tuned = fine_tune(model, real.subset(real.person.astype(str) == "D06"),
-                      sim_train_windows(config, sim), norm, cfg)
+                      sim_train_windows(config, sim), norm, cfg, seed=0)
     head_moved = not torch.equal(tuned.head_vo2max.weight, model.head_vo2max.weight)
     assert head_moved == (weight > 0)  # with weight 0 no gradient reaches the VO2max head
     assert not torch.equal(tuned.head_vo2.weight, model.head_vo2.weight)

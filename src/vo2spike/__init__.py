@@ -1,3 +1,3 @@
 """vo2spike: VO2 / VO2max estimation from wearable signals with a TCN + LIF spiking network."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -6,35 +6,50 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import time
 from pathlib import Path
 
+from vo2spike.config import RunDirError, TrainConfig
 from vo2spike.data.fetch import PHYSIONET_URL, FetchError, fetch_physionet
-from vo2spike.data.read import MEASURE_FILE, SIMULATION_MARKER, SUBJECT_FILE, DataError
+from vo2spike.data.read import SIMULATION_MARKER, DataError
 from vo2spike.data.simulate import CALIBRATIONS, PROTOCOLS, write_cohort
 from vo2spike.data.windows import prepare_windows
-from vo2spike.outputs import OutputExistsError, atomic_dir, check_writable
-from vo2spike.train import TrainConfig
-
-REPO = Path(__file__).resolve().parents[2]
-SHARED_DEMOGRAPHICS = REPO.parent / "shared/data/physionet-treadmill-1.0.1" / SUBJECT_FILE
-SHARED_YOYO = REPO.parent / "shared/data/yoyo-k5"
-QUICK = {"epochs": 3, "patience": 3}
-QUICK_TESTS = 120
+from vo2spike.outputs import OutputExistsError, check_writable
+from vo2spike.pipeline import QUICK_TESTS, QUICK_TRAIN, SHARED_YOYO
 
 log = logging.getLogger("vo2spike")
+#: Seeds feed numpy, scikit-learn and torch generators: keep them in 0 .. 2**31 - 1.
+MAX_SEED = 2**31 - 1
+
+
+def _int_at_least(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            where = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: must be {where}")
+        return value
+    return parse
+
+
+positive_int = _int_at_least(1)
+seed_int = _int_at_least(0, MAX_SEED)
 
 
 def _train_config(args: argparse.Namespace) -> TrainConfig:
-    cfg = TrainConfig(seed=args.seed, **(QUICK if args.quick else {}))
-    if getattr(args, "epochs", None):
+    cfg = TrainConfig(**(QUICK_TRAIN if args.quick else {}))
+    if getattr(args, "epochs", None) is not None:
         cfg.epochs = args.epochs
     return cfg
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
+    check_writable(args.out, args.force, kind="cohort",
+                   inputs=[args.demographics] if args.demographics else [])
     out = write_cohort(args.out, n_tests=args.n_tests, demographics_csv=args.demographics,
                        protocol=args.protocol, seed=args.seed, force=args.force,
                        calibration=args.calibration)
@@ -51,7 +66,8 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from vo2spike.train import train_run
 
-    m = train_run(args.data, args.out, _train_config(args), force=args.force, resume=args.resume)
+    m = train_run(args.data, args.out, _train_config(args), seed=args.seed, force=args.force,
+                  resume=args.resume)
     print(f"trained on {m['data_kind']} data: {args.out} (spiking best epoch "
           f"{m['spiking']['best_epoch']}, twin best epoch {m['twin']['best_epoch']}, "
           f"{m['total_seconds']:.0f} s)")
@@ -59,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from vo2spike.evaluate import evaluate_run, results_table
-    from vo2spike.predict import DEFAULT_MODEL
+    from vo2spike.inference import DEFAULT_MODEL
 
     model = args.model or DEFAULT_MODEL
     r = evaluate_run(model, args.data, out=args.out, force=args.force)
@@ -76,86 +92,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
           f"and {args.out}/tests.csv")
 
 
-def _resolve_run_data(args: argparse.Namespace) -> Path:
-    """The real data if given and present, otherwise a simulated cohort (said loudly)."""
-    data = args.data or os.environ.get("VO2SPIKE_DATA")
-    if data and (Path(data) / MEASURE_FILE).is_file():
-        return Path(data)
-    demographics = args.demographics
-    if data and not demographics and (Path(data) / SUBJECT_FILE).is_file():
-        demographics = Path(data) / SUBJECT_FILE
-    if not demographics and SHARED_DEMOGRAPHICS.is_file():
-        demographics = SHARED_DEMOGRAPHICS
-    n_tests = QUICK_TESTS if args.quick else None
-    name = f"simulated-{'real-demographics' if demographics else 'synthetic'}-" \
-           f"{args.protocol}-{n_tests or 'all'}-seed{args.seed}"
-    sim_dir = REPO / "data" / name
-    if sim_dir.is_relative_to(Path.cwd()):
-        sim_dir = sim_dir.relative_to(Path.cwd())
-    banner = "=" * 78
-    why = f"{data} has no {MEASURE_FILE}" if data else "no --data / VO2SPIKE_DATA given"
-    who = f"real demographics from {demographics}" if demographics else "synthetic demographics"
-    print(f"{banner}\nNO REAL MEASUREMENTS: {why}.\nTraining and evaluating on a SIMULATED "
-          f"cohort ({who}).\n"
-          f"Every figure below comes from SYNTHETIC data, not from real people.\n{banner}",
-          flush=True)
-    # data/ is this command's scratch space: the cohort is rebuilt every run (15 s) so that
-    # a cohort from an older simulator is never reused by mistake.
-    write_cohort(sim_dir, n_tests=n_tests, demographics_csv=demographics, seed=args.seed,
-                 protocol=args.protocol, force=True)
-    return sim_dir
-
-
-def _resolve_real(args: argparse.Namespace) -> Path | None:
-    """A canonical directory of real recordings: ``--real`` (canonical, or the Yo-Yo layout,
-    converted into data/ at every run), else the shared Yo-Yo recordings when present."""
-    from vo2spike.data.k5 import convert_yoyo
-
-    if args.no_real:
-        return None
-    src = Path(args.real) if args.real else (SHARED_YOYO if SHARED_YOYO.is_dir() else None)
-    if src is None:
-        print("no real recordings found: the model is trained on simulation only")
-        return None
-    if (src / MEASURE_FILE).is_file():
-        return src
-    dest = REPO / "data" / f"{src.name}-canonical"
-    if dest.is_relative_to(Path.cwd()):
-        dest = dest.relative_to(Path.cwd())
-    convert_yoyo(src, dest, force=True)  # scratch space, rebuilt every run
-    return dest
-
-
 def cmd_run(args: argparse.Namespace) -> None:
-    from vo2spike.crossval import crossval_run, lopo_table
-    from vo2spike.evaluate import REAL_CV_DIR, evaluate_run, results_table
-    from vo2spike.train import FineTuneConfig, fine_tune_run, train_run
+    from vo2spike.crossval import lopo_table
+    from vo2spike.evaluate import results_table
+    from vo2spike.pipeline import RunOptions, run_pipeline
 
-    t0 = time.time()
-    out = Path(args.out) if args.out else REPO / "runs" / time.strftime("run-%Y%m%d-%H%M%S")
-    check_writable(out, args.force)
-    data = _resolve_run_data(args)
-    real_dir = _resolve_real(args)
-    prepared = prepare_windows(data)
-    # Built in OUT.partial and moved into place at the end: an existing run is replaced
-    # (--force) only by a finished one, and a failed run leaves nothing behind.
-    with atomic_dir(out, force=args.force) as work:
-        train_run(data, work, _train_config(args), prepared=prepared)
-        lopo = None
-        if real_dir is not None:
-            real_ds, real_w = prepare_windows(real_dir)
-            ft = FineTuneConfig(seed=args.seed, **({"epochs": 2} if args.quick else {}))
-            print(f"real recordings: {real_dir} ({real_ds.source['kind']}); "
-                  "leave-one-person-out, then fine-tuning on all of them", flush=True)
-            lopo = crossval_run(work, real_w, real_ds.source["kind"], prepared[1],
-                                work / REAL_CV_DIR, cfg=ft, cleaning=_cleaning(real_ds))
-            fine_tune_run(work, real_w, real_ds.source, prepared[1], ft)
-        r = evaluate_run(work, data, force=True, prepared=prepared, model_label=str(out))
-    if not args.out:
-        latest = out.parent / "latest"
-        if latest.is_symlink() or not latest.exists():
-            latest.unlink(missing_ok=True)
-            latest.symlink_to(out.name)
+    opts = RunOptions(out=args.out, data=args.data, demographics=args.demographics,
+                      protocol=args.protocol, real=args.real, use_real=not args.no_real,
+                      seed=args.seed, quick=args.quick, force=args.force)
+    result = run_pipeline(opts, say=lambda line: print(line, flush=True))
+    r, lopo, out = result.evaluation, result.lopo, result.out
     print(f"\nResults on the person-disjoint test split. Data: {r['data_kind'].upper()}\n")
     print(results_table(r))
     if lopo:
@@ -164,43 +110,47 @@ def cmd_run(args: argparse.Namespace) -> None:
               f"Data: {lopo['data_kind']}\n")
         print(lopo_table(lopo["models"]))
     rates = ", ".join(f"{k} {v:.3f}" for k, v in r["spike_rates"].items())
-    print(f"\nspike rates: {rates}; parameters: {r['parameters']['spiking TCN+LIF']:,}")
+    print(f"\nspike rates: {rates}; parameters: {r['parameters']['spiking']:,}")
     print(f"run directory: {out} (report: {out / 'evaluation' / 'report.md'}); "
-          f"{time.time() - t0:.0f} s")
+          f"{result.seconds:.0f} s")
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
     from vo2spike.data.k5 import convert_k5, convert_yoyo
 
+    inputs = [args.src] + ([args.subjects] if args.subjects else [])
+    check_writable(args.out, args.force, kind="converted", inputs=inputs)
     if args.source == "yoyo":
         r = convert_yoyo(args.src, args.out, force=args.force)
     else:
         if not args.subjects:
             raise DataError("--from k5 needs --subjects CSV (File,ID,Age,Weight,Height,Sex)")
         src = Path(args.src)
+        if not src.exists():
+            raise DataError(f"{src}: no such file or folder")
         files = sorted(src.glob("*.csv")) if src.is_dir() else [src]
         files = [f for f in files if f.resolve() != Path(args.subjects).resolve()]
+        if not files:
+            raise DataError(f"{src}: no .csv export found")
         r = convert_k5(files, args.subjects, args.out, force=args.force)
     print(f"wrote {len(r['written'])} session(s) to {args.out}")
     for test, why in r["skipped"].items():
         print(f"skipped {test}: {why}")
 
 
-def _cleaning(dataset) -> dict:
-    return {"rows": int(len(dataset.measures)), "counts": dict(dataset.report.counts)}
-
-
 def cmd_crossval(args: argparse.Namespace) -> None:
+    from vo2spike.config import load_config
     from vo2spike.crossval import crossval_run, lopo_table
     from vo2spike.evaluate import REAL_CV_DIR
+    from vo2spike.pipeline import cleaning_summary
 
-    config = json.loads((Path(args.model) / "config.json").read_text())
-    sim_dir = Path(args.sim or config["data"]["path"])
+    sim_dir = Path(args.sim or load_config(args.model).data["path"])
+    out = Path(args.out) if args.out else Path(args.model) / REAL_CV_DIR
+    check_writable(out, args.force, kind="crossval", inputs=[args.real, sim_dir, args.model])
     real_ds, real_w = prepare_windows(args.real)
     _, sim_w = prepare_windows(sim_dir)
-    out = Path(args.out) if args.out else Path(args.model) / REAL_CV_DIR
     r = crossval_run(args.model, real_w, real_ds.source["kind"], sim_w, out, force=args.force,
-                     cleaning=_cleaning(real_ds))
+                     cleaning=cleaning_summary(real_ds))
     print(f"\nREAL recordings, leave-one-person-out. Data: {r['data_kind']}\n")
     print(lopo_table(r["models"]))
     print(f"\nreport: {out / 'report.md'}")
@@ -229,13 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("simulate", help="write a simulated cohort (PhysioNet format)")
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--n-tests", type=int, default=None,
+    s.add_argument("--n-tests", type=positive_int, default=None,
                    help="number of tests (default 992, or every row of --demographics)")
     s.add_argument("--demographics", type=Path, help="subject-info.csv whose people to simulate")
     s.add_argument("--protocol", choices=PROTOCOLS, default="ramp")
     s.add_argument("--calibration", choices=sorted(CALIBRATIONS), default="foundation",
                    help="simulator constants (see docs/simulator.md, section 5)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed_int, default=0)
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=cmd_simulate)
 
@@ -251,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the spiking model and its ANN twin")
     t.add_argument("--data", type=Path, required=True)
     t.add_argument("--out", type=Path, required=True)
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=positive_int, help="maximum epochs (default 40)")
+    t.add_argument("--seed", type=seed_int, default=0)
     t.add_argument("--quick", action="store_true", help="a few epochs only (smoke test)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
     t.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -283,9 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real recordings (canonical dir or Yo-Yo layout; default: the shared "
                         "Yo-Yo recordings when present)")
     r.add_argument("--no-real", action="store_true", help="train on simulation only")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=seed_int, default=0)
     r.add_argument("--quick", action="store_true",
-                   help=f"{QUICK_TESTS} simulated tests, {QUICK['epochs']} epochs")
+                   help=f"{QUICK_TESTS} simulated tests, {QUICK_TRAIN['epochs']} epochs")
     r.add_argument("--force", action="store_true")
     r.set_defaults(func=cmd_run)
 
@@ -307,9 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     cv.set_defaults(func=cmd_crossval)
 
     re_ = sub.add_parser("realism", help="compare the simulator with real Yo-Yo recordings")
-    re_.add_argument("--yoyo", type=Path, default=REPO.parent / "shared/data/yoyo-k5")
-    re_.add_argument("--n-sim", type=int, default=60, help="simulated tests per protocol")
-    re_.add_argument("--seed", type=int, default=0)
+    re_.add_argument("--yoyo", type=Path, default=SHARED_YOYO)
+    re_.add_argument("--n-sim", type=positive_int, default=60, help="simulated tests per protocol")
+    re_.add_argument("--seed", type=seed_int, default=0)
     re_.add_argument("--out", type=Path, help="markdown file to write")
     re_.add_argument("--force", action="store_true")
     re_.set_defaults(func=cmd_realism)
@@ -317,15 +267,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (2 for bad input, 1 for other failures)."""
+    """Entry point; returns the exit code: 2 for bad input (data, arguments, model folder,
+    output path), 1 for other failures, 130 when interrupted."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s",
                         stream=sys.stderr)
     try:
         args.func(args)
-    except (DataError, OutputExistsError, FileNotFoundError) as e:
+    except (DataError, OutputExistsError, RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was left behind", file=sys.stderr)
+        return 130
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except (FetchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ simulation-only model is applied unchanged (the sim-to-real gap).
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib
@@ -18,73 +19,56 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from sklearn.linear_model import LinearRegression, RidgeCV  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from vo2spike.baselines import linear_baseline  # noqa: E402
+from vo2spike.config import FineTuneConfig  # noqa: E402
+from vo2spike.data.read import DataError  # noqa: E402
 from vo2spike.data.windows import Windows  # noqa: E402
-from vo2spike.evaluate import regression_metrics, window_means  # noqa: E402
+from vo2spike.inference import load_model, predict_windows  # noqa: E402
+from vo2spike.metrics import label, regression_metrics  # noqa: E402
 from vo2spike.outputs import atomic_dir, write_json  # noqa: E402
-from vo2spike.train import (  # noqa: E402
-    FineTuneConfig,
-    fine_tune,
-    load_model,
-    predict_windows,
-    sim_train_windows,
-)
+from vo2spike.train import fine_tune, sim_train_windows  # noqa: E402
 
 log = logging.getLogger("vo2spike")
 
-SPIKING = "spiking TCN+LIF (sim + real)"
-MODELS = [SPIKING, "ANN twin (sim + real)", "spiking, simulation only",
-          "ridge on window means (real)", "VE-only linear (real)"]
-VE_CHANNEL = 3
-
-
-def _linear(features: np.ndarray, train: np.ndarray, w: Windows, test: np.ndarray,
-            ridge: bool) -> tuple[np.ndarray, np.ndarray]:
-    preds = []
-    for target in (w.vo2, w.vo2max):
-        est = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13))) \
-            if ridge else LinearRegression()
-        est.fit(features[train], target[train])
-        preds.append(est.predict(features[test]))
-    return preds[0], preds[1]
+#: The models compared, by id (labels in vo2spike.metrics.MODEL_LABELS).
+MODELS = ["spiking_real", "twin_real", "spiking_sim", "ridge_real", "ve_linear_real"]
 
 
 def leave_one_person_out(run_dir: Path, real: Windows, sim: Windows,
                          cfg: FineTuneConfig | None = None) -> pd.DataFrame:
-    """Held-out predictions (mL/min) of every model for every real window."""
+    """Held-out predictions (mL/min) of every model for every real window: columns
+    ``<model id>_vo2`` and ``<model id>_vo2max``."""
     cfg = cfg or FineTuneConfig()
     snn, norm, config = load_model(run_dir, sim_only=True)
     twin, twin_norm, _ = load_model(run_dir, twin=True, sim_only=True)
     sim_train = sim_train_windows(config, sim)
     people = sorted({str(p) for p in real.person})
     if len(people) < 2:
-        raise ValueError("leave-one-person-out needs real recordings of at least 2 people")
+        raise DataError(f"leave-one-person-out needs real recordings of at least 2 people, "
+                        f"found {len(people)}")
     person = np.array([str(p) for p in real.person])
     out = pd.DataFrame({"ID_test": real.id_test, "ID": person, "t_start": real.t_start,
                         "vo2": real.vo2, "vo2max": real.vo2max})
     for m in MODELS:
-        out[f"{m}|vo2"], out[f"{m}|vo2max"] = np.nan, np.nan
-    means = window_means(real.x)
+        out[f"{m}_vo2"], out[f"{m}_vo2max"] = np.nan, np.nan
+
+    def put(model_id: str, rows: np.ndarray, vo2: np.ndarray, vo2max: np.ndarray) -> None:
+        out.loc[rows, f"{model_id}_vo2"], out.loc[rows, f"{model_id}_vo2max"] = vo2, vo2max
+
     for held_out in tqdm(people, desc="leave-one-person-out", leave=False):
         test, train = person == held_out, person != held_out
         real_train = real.subset(train)
-        for name, model, nrm in [(SPIKING, snn, norm), ("ANN twin (sim + real)", twin,
-                                                         twin_norm)]:
-            torch.manual_seed(cfg.seed)
-            tuned = fine_tune(model, real_train, sim_train, nrm, cfg)
+        for model_id, model, nrm in [("spiking_real", snn, norm), ("twin_real", twin, twin_norm)]:
+            torch.manual_seed(config.seed)
+            tuned = fine_tune(model, real_train, sim_train, nrm, cfg, config.seed)
             p = predict_windows(tuned, nrm, real.x[test])
-            out.loc[test, f"{name}|vo2"], out.loc[test, f"{name}|vo2max"] = p["vo2"], p["vo2max"]
+            put(model_id, test, p.vo2, p.vo2max)
         p = predict_windows(snn, norm, real.x[test])
-        out.loc[test, "spiking, simulation only|vo2"] = p["vo2"]
-        out.loc[test, "spiking, simulation only|vo2max"] = p["vo2max"]
-        for name, feats, ridge in [("ridge on window means (real)", means, True),
-                                   ("VE-only linear (real)", means[:, [VE_CHANNEL]], False)]:
-            a, b = _linear(feats, train, real, test, ridge)
-            out.loc[test, f"{name}|vo2"], out.loc[test, f"{name}|vo2max"] = a, b
+        put("spiking_sim", test, p.vo2, p.vo2max)
+        for model_id, kind in [("ridge_real", "ridge"), ("ve_linear_real", "ve_linear")]:
+            put(model_id, test, *linear_baseline(kind, real_train, real.x[test]))
     return out
 
 
@@ -97,12 +81,12 @@ def score_lopo(pred: pd.DataFrame, weights: pd.Series) -> dict:
     results = {}
     sessions = pred.groupby("ID_test")
     for m in MODELS:
-        est = sessions[f"{m}|vo2max"].mean()
-        peak = sessions[f"{m}|vo2"].max()
+        est = sessions[f"{m}_vo2max"].mean()
+        peak = sessions[f"{m}_vo2"].max()
         true = sessions["vo2max"].first()
         w = weights.loc[true.index]
         results[m] = {
-            "vo2_ml_min": regression_metrics(pred["vo2"].to_numpy(), pred[f"{m}|vo2"].to_numpy()),
+            "vo2_ml_min": regression_metrics(pred["vo2"].to_numpy(), pred[f"{m}_vo2"].to_numpy()),
             "vo2max_ml_min": regression_metrics(true.to_numpy(), est.to_numpy()),
             "vo2max_ml_kg_min": regression_metrics((true / w).to_numpy(), (est / w).to_numpy()),
             "peak_window_vo2_mape": float((np.abs(peak - true) / true).mean() * 100),
@@ -116,7 +100,7 @@ def lopo_table(results: dict) -> str:
              "VO2max RMSE (mL/kg/min) | peak-window VO2 MAPE |", "|---|---|---|---|---|---|---|"]
     for m, r in results.items():
         v, x = r["vo2_ml_min"], r["vo2max_ml_min"]
-        lines.append(f"| {m} | {v['r2']:.3f} | {v['rmse']:.0f} | {v['mae']:.0f} | "
+        lines.append(f"| {label(m)} | {v['r2']:.3f} | {v['rmse']:.0f} | {v['mae']:.0f} | "
                      f"{x['mape']:.1f}% | {r['vo2max_ml_kg_min']['rmse']:.2f} | "
                      f"{r['peak_window_vo2_mape']:.1f}% |")
     return "\n".join(lines)
@@ -124,7 +108,7 @@ def lopo_table(results: dict) -> str:
 
 def per_person_table(pred: pd.DataFrame) -> str:
     """Markdown: windows, bias and RMSE (mL/min) of the spiking model per held-out person."""
-    err = pred[f"{SPIKING}|vo2"] - pred["vo2"]
+    err = pred["spiking_real_vo2"] - pred["vo2"]
     g = pd.DataFrame({"ID": pred["ID"], "err": err, "vo2": pred["vo2"]}).groupby("ID")
     lines = ["| person | windows | mean VO2 (mL/min) | bias (mL/min) | RMSE (mL/min) |",
              "|---|---|---|---|---|"]
@@ -154,18 +138,19 @@ def crossval_run(run_dir: Path, real: Windows, real_kind: str, sim: Windows, out
     weights = real.tests.set_index("ID_test")["Weight"]
     results = {"data_kind": real_kind, "cleaning": cleaning, "n_people": int(pred["ID"].nunique()),
                "n_sessions": int(pred["ID_test"].nunique()), "n_windows": int(len(pred)),
-               "fine_tune": (cfg or FineTuneConfig()).__dict__, "models": score_lopo(pred, weights)}
-    with atomic_dir(Path(out), force=force) as tmp:
+               "fine_tune": asdict(cfg or FineTuneConfig()),
+               "models": score_lopo(pred, weights)}
+    with atomic_dir(Path(out), force=force, kind="crossval") as tmp:
         pred.to_csv(tmp / "predictions.csv", index=False, float_format="%.1f")
         write_json(tmp / "metrics.json", results)
         fig, ax = plt.subplots(figsize=(5.5, 5))
         for pid, d in pred.groupby("ID"):
-            ax.scatter(d["vo2"], d[f"{SPIKING}|vo2"], s=10, label=pid)
-        hi = float(max(pred["vo2"].max(), pred[f"{SPIKING}|vo2"].max()))
+            ax.scatter(d["vo2"], d["spiking_real_vo2"], s=10, label=pid)
+        hi = float(max(pred["vo2"].max(), pred["spiking_real_vo2"].max()))
         ax.plot([0, hi], [0, hi], "k--", lw=1)
         ax.set_xlabel("measured window VO2 (mL/min)")
         ax.set_ylabel("predicted window VO2, held-out person (mL/min)")
-        ax.set_title(f"REAL recordings, leave-one-person-out\n{SPIKING}", fontsize=10)
+        ax.set_title(f"REAL recordings, leave-one-person-out\n{label('spiking_real')}", fontsize=10)
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         fig.savefig(tmp / "lopo_pred_vs_measured.png", dpi=90)
@@ -193,7 +178,7 @@ the mean of its window estimates (what `predict` writes); the last column scores
 highest predicted window VO2 instead (meaningful for maximal tests such as the Yo-Yo).
 
 {cleaning}
-Per held-out person, {SPIKING}:
+Per held-out person, {label('spiking_real')}:
 
 {per_person_table(pred)}
 

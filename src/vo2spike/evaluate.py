@@ -14,64 +14,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn.linear_model import RidgeCV  # noqa: E402
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from vo2spike.baselines import baseline_parameters, linear_baseline  # noqa: E402
 from vo2spike.data.read import Dataset  # noqa: E402
 from vo2spike.data.split import split_by_person, split_masks  # noqa: E402
 from vo2spike.data.windows import Windows, prepare_windows  # noqa: E402
+from vo2spike.inference import load_model, predict_windows  # noqa: E402
+from vo2spike.metrics import label, score  # noqa: E402
 from vo2spike.model.net import count_parameters  # noqa: E402
 from vo2spike.outputs import atomic_dir, write_json  # noqa: E402
-from vo2spike.predict import per_test_vo2max  # noqa: E402
-from vo2spike.train import load_model, predict_windows  # noqa: E402
 
 log = logging.getLogger("vo2spike")
 
 #: Where ``vo2spike run`` / ``crossval`` put the leave-one-person-out results in a run.
 REAL_CV_DIR = "real_cv"
-
-
-def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """R², RMSE, MAE (in the units of y) and MAPE (%)."""
-    return {
-        "r2": float(r2_score(y, pred)),
-        "rmse": float(np.sqrt(mean_squared_error(y, pred))),
-        "mae": float(mean_absolute_error(y, pred)),
-        "mape": float(np.mean(np.abs(pred - y) / np.abs(y)) * 100.0),
-    }
-
-
-def score(w: Windows, vo2_pred: np.ndarray, window_vo2max: np.ndarray) -> dict:
-    """Window VO2 metrics (mL/min) and per-test VO2max metrics (mL/min and mL/kg/min)."""
-    tests = w.tests.merge(per_test_vo2max(w.id_test, window_vo2max), on="ID_test")
-    rel_true = tests["vo2max"] / tests["Weight"]
-    rel_pred = tests["vo2max_pred"] / tests["Weight"]
-    return {
-        "vo2_ml_min": regression_metrics(w.vo2, vo2_pred),
-        "vo2max_ml_min": regression_metrics(tests["vo2max"].to_numpy(),
-                                            tests["vo2max_pred"].to_numpy()),
-        "vo2max_ml_kg_min": regression_metrics(rel_true.to_numpy(), rel_pred.to_numpy()),
-        "n_windows": int(len(w)),
-        "n_tests": int(len(tests)),
-    }, tests
-
-
-def window_means(x: np.ndarray) -> np.ndarray:
-    """Ridge features: the mean of each input channel over the window."""
-    return x.mean(axis=2)
-
-
-def ridge_baseline(train: Windows, test: Windows) -> tuple[np.ndarray, np.ndarray, int]:
-    """Ridge regression on window means of the inputs for VO2 and VO2max (mL/min)."""
-    preds, n_params = [], 0
-    for target in ("vo2", "vo2max"):
-        model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
-        model.fit(window_means(train.x), getattr(train, target))
-        preds.append(model.predict(window_means(test.x)))
-        n_params += train.x.shape[1] + 1
-    return preds[0], preds[1], n_params
 
 
 def _plots(out: Path, w: Windows, tests: pd.DataFrame, vo2_pred: np.ndarray, title: str) -> None:
@@ -109,10 +65,10 @@ def _plots(out: Path, w: Windows, tests: pd.DataFrame, vo2_pred: np.ndarray, tit
     plt.close(fig)
 
 
-def _fmt_row(name: str, m: dict) -> str:
+def _fmt_row(model_id: str, m: dict) -> str:
     a, b, c = m["vo2_ml_min"], m["vo2max_ml_min"], m["vo2max_ml_kg_min"]
-    return (f"| {name} | {a['r2']:.3f} | {a['rmse']:.0f} | {a['mae']:.0f} | {b['r2']:.3f} | "
-            f"{b['rmse']:.0f} | {c['rmse']:.2f} | {c['mape']:.1f}% |")
+    return (f"| {label(model_id)} | {a['r2']:.3f} | {a['rmse']:.0f} | {a['mae']:.0f} | "
+            f"{b['r2']:.3f} | {b['rmse']:.0f} | {c['rmse']:.2f} | {c['mape']:.1f}% |")
 
 
 def results_table(results: dict) -> str:
@@ -122,7 +78,7 @@ def results_table(results: dict) -> str:
         "VO2max RMSE (mL/min) | VO2max RMSE (mL/kg/min) | VO2max MAPE |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    lines += [_fmt_row(name, m) for name, m in results["models"].items()]
+    lines += [_fmt_row(model_id, m) for model_id, m in results["models"].items()]
     return "\n".join(lines)
 
 
@@ -130,18 +86,19 @@ def evaluate_run(run_dir: Path, data_dir: Path, out: Path | None = None,
                  force: bool = False, prepared: tuple[Dataset, Windows] | None = None,
                  model_label: str | None = None) -> dict:
     """Evaluate a run on the test split of ``data_dir``; write report.md, metrics.json and
-    plots to ``out`` (default RUN_DIR/evaluation). Returns the metrics.
+    plots to ``out`` (default RUN_DIR/evaluation). Returns the metrics, keyed by model id
+    (``spiking``, ``twin``, ``ridge``; see :data:`vo2spike.metrics.MODEL_LABELS`).
 
     ``model_label`` names the model in the report (default: ``run_dir``)."""
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     out = Path(out) if out else run_dir / "evaluation"
     model, norm, config = load_model(run_dir)
+    twin, twin_norm, _ = load_model(run_dir, twin=True)
     dataset, windows = prepared or prepare_windows(data_dir)
-    same_data = config["data"]["sha256"] == dataset.source["sha256"]
-    if same_data:
-        split, split_note = config["split"], "the model's own person-disjoint test split"
+    if config.data["sha256"] == dataset.source["sha256"]:
+        split, split_note = config.split, "the model's own person-disjoint test split"
     else:
-        split = split_by_person(windows.person, config["seed"])
+        split = split_by_person(windows.person, config.seed)
         split_note = ("a fresh person-disjoint split of this data (not the data the model was "
                       "trained on; the model saw none of it, the ridge baseline its train part)")
         log.warning("%s is not the data %s was trained on: using %s", data_dir, run_dir,
@@ -154,27 +111,19 @@ def evaluate_run(run_dir: Path, data_dir: Path, out: Path | None = None,
     results: dict = {"data_kind": dataset.source["kind"], "data_path": str(data_dir),
                      "split": split_note, "models": {}}
     pred = predict_windows(model, norm, test_w.x)
-    results["models"]["spiking TCN+LIF"], tests = score(test_w, pred["vo2"], pred["vo2max"])
-    results["spike_rates"] = {k[len("spike_rate_"):]: float(v) for k, v in pred.items()
-                              if k.startswith("spike_rate_")}
-    params = {"spiking TCN+LIF": count_parameters(model)}
-    try:
-        twin, twin_norm, _ = load_model(run_dir, twin=True)
-        tp = predict_windows(twin, twin_norm, test_w.x)
-        results["models"]["ANN twin (same TCN, no spikes)"], _ = score(test_w, tp["vo2"],
-                                                                       tp["vo2max"])
-        params["ANN twin (same TCN, no spikes)"] = count_parameters(twin)
-    except FileNotFoundError:
-        log.warning("%s has no ANN twin: baseline skipped", run_dir)
+    results["models"]["spiking"], tests = score(test_w, pred.vo2, pred.vo2max)
+    results["spike_rates"] = pred.spike_rates
+    params = {"spiking": count_parameters(model)}
+    tp = predict_windows(twin, twin_norm, test_w.x)
+    results["models"]["twin"], _ = score(test_w, tp.vo2, tp.vo2max)
+    params["twin"] = count_parameters(twin)
     if len(train_w):
-        rv, rmax, n = ridge_baseline(train_w, test_w)
-        results["models"]["ridge on window means"], _ = score(test_w, rv, rmax)
-        params["ridge on window means"] = n
+        rv, rmax = linear_baseline("ridge", train_w, test_w.x)
+        results["models"]["ridge"], _ = score(test_w, rv, rmax)
+        params["ridge"] = baseline_parameters("ridge")
     results["parameters"] = params
-    snn = results["models"]["spiking TCN+LIF"]["vo2_ml_min"]["r2"]
-    twin_m = results["models"].get("ANN twin (same TCN, no spikes)")
-    if twin_m:
-        results["spiking_minus_twin_vo2_r2"] = snn - twin_m["vo2_ml_min"]["r2"]
+    results["spiking_minus_twin_vo2_r2"] = (results["models"]["spiking"]["vo2_ml_min"]["r2"]
+                                            - results["models"]["twin"]["vo2_ml_min"]["r2"])
 
     real_cv = run_dir / REAL_CV_DIR
     real_section = ""
@@ -183,20 +132,20 @@ def evaluate_run(run_dir: Path, data_dir: Path, out: Path | None = None,
         real_section = (real_cv / "report.md").read_text().replace(
             "](lopo_", f"]({os.path.relpath(real_cv, out)}/lopo_")
 
-    with atomic_dir(out, force=force) as tmp:
+    with atomic_dir(out, force=force, kind="evaluation", inputs=[data_dir, run_dir]) as tmp:
         title = f"test split, data: {dataset.source['kind']}"
-        _plots(tmp, test_w, tests, pred["vo2"], title)
+        _plots(tmp, test_w, tests, pred.vo2, title)
         write_json(tmp / "metrics.json", results)
         (tmp / "report.md").write_text(render_report(results, model_label or str(run_dir))
-                                          + "\n" + real_section)
+                                       + "\n" + real_section)
     return results
 
 
 def render_report(results: dict, model_label: str) -> str:
     """The markdown evaluation report (``model_label``: the run directory it describes)."""
-    m = results["models"]["spiking TCN+LIF"]
+    m = results["models"]["spiking"]
     rates = ", ".join(f"{k}: {v:.3f}" for k, v in results["spike_rates"].items())
-    params = ", ".join(f"{k}: {v:,}" for k, v in results["parameters"].items())
+    params = ", ".join(f"{label(k)}: {v:,}" for k, v in results["parameters"].items())
     return f"""# vo2spike evaluation
 
 ## Simulated test split

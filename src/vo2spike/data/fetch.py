@@ -46,7 +46,7 @@ def fetch_physionet(out: Path, base_url: str = PHYSIONET_URL,
     succeeded and matched, so a failure leaves nothing half-written.
     """
     expected = expected or PHYSIONET_SHA256
-    with atomic_dir(Path(out), force=force) as tmp:
+    with atomic_dir(Path(out), force=force, kind="release") as tmp:
         for name, sha in expected.items():
             url = base_url.rstrip("/") + "/" + name
             digest = _download(url, tmp / name, timeout)

@@ -153,10 +153,10 @@ def _canonical(breaths: pd.DataFrame, person: str, id_test: str) -> pd.DataFrame
 
 
 def _write_canonical(out: Path, subjects: list[dict], measures: list[pd.DataFrame],
-                     provenance: dict, force: bool) -> None:
+                     provenance: dict, force: bool, inputs: list[Path]) -> None:
     if not subjects:
         raise DataError("no session left to write (every session was skipped)")
-    with atomic_dir(Path(out), force=force) as tmp:
+    with atomic_dir(Path(out), force=force, kind="converted", inputs=inputs) as tmp:
         pd.DataFrame(subjects)[SUBJECT_COLUMNS].to_csv(tmp / SUBJECT_FILE, index=False)
         pd.concat(measures, ignore_index=True).to_csv(tmp / MEASURE_FILE, index=False)
         (tmp / SOURCE_MARKER).write_text(json.dumps(provenance, indent=2) + "\n")
@@ -186,7 +186,7 @@ def convert_yoyo(root: Path, out: Path, before_s: float = 60.0, after_s: float =
     _write_canonical(out, subjects, measures, {
         "kind": "real: Oxford NIL Yo-Yo test recordings (COSMED K5, Polar H10, GPS)",
         "source": str(root), "window": f"test start - {before_s:g} s to end + {after_s:g} s",
-        "written": written, "skipped": skipped}, force)
+        "written": written, "skipped": skipped}, force, [Path(root)])
     return {"written": written, "skipped": skipped}
 
 
@@ -222,5 +222,5 @@ def convert_k5(files: list[Path], subjects_csv: Path, out: Path, force: bool = F
         written.append(id_test)
     _write_canonical(out, subjects, measures, {
         "kind": "real: COSMED K5 exports", "files": [str(f) for f in files],
-        "written": written, "skipped": skipped}, force)
+        "written": written, "skipped": skipped}, force, [*map(Path, files), subjects_csv])
     return {"written": written, "skipped": skipped}

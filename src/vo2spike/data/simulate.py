@@ -426,7 +426,8 @@ def write_cohort(
         demo = synthetic_demographics(n_tests or 992, np.random.default_rng([seed, 10**6]))
     subjects, measures, truth = simulate_cohort(demo, protocol=protocol, seed=seed,
                                                 calibration=cal)
-    with atomic_dir(Path(out), force=force) as tmp:
+    inputs = [Path(demographics_csv)] if demographics_csv is not None else []
+    with atomic_dir(Path(out), force=force, kind="cohort", inputs=inputs) as tmp:
         subjects.to_csv(tmp / SUBJECT_FILE, index=False)
         measures[MEASURE_COLUMNS].to_csv(tmp / MEASURE_FILE, index=False)
         truth.to_csv(tmp / "truth.csv", index=False, float_format="%.4g")

@@ -10,8 +10,7 @@ from torch import nn
 class CausalConvBlock(nn.Module):
     """Causal Conv1d (left padding, length kept) -> BatchNorm -> ReLU, plus a residual.
 
-    The residual is a 1x1 convolution when channel counts differ. BatchNorm folds into the
-    convolution for integer-only inference.
+    The residual is a 1x1 convolution when channel counts differ.
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, dilation: int) -> None:
@@ -43,5 +42,5 @@ class TCN(nn.Module):
 
     @property
     def receptive_field(self) -> int:
-        """Time steps (s at 1 Hz) one output sees."""
+        """Time steps (s at 1 Hz) one output sees: 1 + (kernel - 1) x sum of dilations."""
         return 1 + sum(b.pad for b in self.blocks)
