@@ -8,7 +8,6 @@ compiled C) register in :data:`ENGINES`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from vo2spike.config import (
     sha256_file,
 )
 from vo2spike.model.net import VO2Net
+from vo2spike.predictions import WindowPredictions
 
 #: The model shipped with the repository (trained by ``vo2spike run``).
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
@@ -97,15 +97,6 @@ def load_model(run_dir: Path, twin: bool = False,
     return model, config.normalization, config
 
 
-@dataclass
-class WindowPredictions:
-    """Per-window estimates (mL/min) and, for spiking models, mean spike rate per layer."""
-
-    vo2: np.ndarray  # (N,)
-    vo2max: np.ndarray  # (N,)
-    spike_rates: dict[str, float] = field(default_factory=dict)
-
-
 @torch.no_grad()
 def predict_windows(model: VO2Net, norm: Normalizer, x: np.ndarray,
                     batch_size: int = 1024) -> WindowPredictions:
@@ -137,8 +128,9 @@ class FloatEngine:
         return predict_windows(self.model, self.norm, x)
 
 
-#: Inference engines by name: each takes a model folder and predicts raw windows.
-ENGINES: dict[str, Callable[[Path], FloatEngine]] = {"float": FloatEngine}
+#: Inference engines by name: each takes a model folder and has ``predict(x)`` returning
+#: WindowPredictions for raw windows x (N, 8, T).
+ENGINES: dict[str, Callable[[Path], object]] = {"float": FloatEngine}
 
 
 def load_engine(run_dir: Path | None = None, engine: str = "float"):
