@@ -461,6 +461,15 @@ def test_yoyo_fake_tree_converts(tmp_path):
     assert r["warnings"] == []
 
 
+def test_yoyo_session_without_hr_in_its_k5_file_is_skipped(tmp_path):
+    root = _yoyo(tmp_path)
+    k5 = root / "FirstRound" / "D02" / "D02_COSMED_1.csv"
+    lines = k5.read_text().splitlines()
+    k5.write_text("\n".join(lines[:2] + [x.replace(",150,", ",0,") for x in lines[2:]]) + "\n")
+    r = convert_yoyo(root, tmp_path / "out")
+    assert "D02_1" not in r["written"] and "Heart Rate Included? = 1" in r["skipped"]["D02_1"]
+
+
 @pytest.mark.parametrize(("col", "value", "message"), [
     (2, "abc", r"line 3, column 'Age': 'abc' is not a number"),
     (4, "", r"line 3, column 'Weight \(kg\)': value is missing"),

@@ -135,8 +135,10 @@ def read_k5_csv(path: Path, *, report: DataReport | None = None) -> pd.DataFrame
     if raw.empty:
         raise DataError(f"{path}: line 2: the unit line is missing, and there are no breath "
                         f"rows after the column names (line {table.header_line})")
-    factors = _units(raw.iloc[0], path, int(lines[0]))
+    unit_line = int(lines[0])
+    factors = _units(raw.iloc[0], path, unit_line)
     raw, lines = raw.iloc[1:].reset_index(drop=True), lines[1:]
+    raw_units = {c: str(v).strip() for c, v in table.frame.iloc[0].items()}
     cut = table.cut_off_line
     if cut is None and not table.ends_with_newline and raw.columns[-1] in K5_COLUMNS \
             and len(raw):
@@ -151,8 +153,8 @@ def read_k5_csv(path: Path, *, report: DataReport | None = None) -> pd.DataFrame
     out = pd.DataFrame(index=raw.index)
     if factors["t"] == CLOCK or raw["t"].str.contains(":").any():
         if factors["t"] not in (CLOCK, 1.0):
-            raise DataError(f"{path}: line 2, column 't': the unit says seconds x "
-                            f"{factors['t']:g} but the values are clock times (h:mm:ss)")
+            raise DataError(f"{path}: line {unit_line}, column 't': {raw_units['t']!r} is not "
+                            "the unit of clock times (h:mm:ss), which the values are")
         out["time"] = _clock_seconds(raw["t"], path, lines)
     else:
         out["time"] = to_number(raw, "t", path, allow_missing=False, lines=lines)

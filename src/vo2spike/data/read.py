@@ -2,7 +2,10 @@
 
 A data directory holds ``subject-info.csv`` (one row per test) and ``test_measure.csv``
 (breath-by-breath rows). Structural problems raise :class:`DataError` naming file, line and
-column; physiological artefacts are left for :mod:`vo2spike.data.clean`.
+column (the CLI exits with code 2); physiological artefacts are left for
+:mod:`vo2spike.data.clean`. Times are checked here: unsorted and repeated times and breaths
+isolated far from their test are counted artefacts; times that cannot be seconds (e.g.
+milliseconds) and tests over ``MAX_TEST_S`` are fatal.
 """
 
 from __future__ import annotations
@@ -567,7 +570,8 @@ def describe_source(data_dir: Path) -> dict:
 
 def load_dataset(data_dir: Path, require_labels: bool = True) -> Dataset:
     """Read, validate and join a data directory; tests missing from either file are skipped
-    with a warning. Raises DataError when nothing usable remains."""
+    with a warning. Raises DataError when nothing usable remains (after logging the
+    warnings so far, which may explain it)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         what = "is a file" if data_dir.exists() else "not found"

@@ -146,7 +146,8 @@ def make_windows(
     """
     report = dataset.report
     required = ("VO2", "VCO2", "VE", "HR") if with_labels else ("HR", "VE")
-    clean = clean_measures(dataset.measures, report, required)
+    source = Path(dataset.source["path"]) / MEASURE_FILE if "path" in dataset.source else None
+    clean = clean_measures(dataset.measures, report, required, source=source)
     subjects = dataset.subjects.set_index("ID_test")
     xs, vo2s, vo2maxs, ids, persons, t0s = [], [], [], [], [], []
     test_rows = []
@@ -184,16 +185,18 @@ def make_windows(
             ids.append(id_test)
             persons.append(s["ID"])
             t0s.append(hz["t"].iloc[a])
+    where = f"{source}: " if source is not None else ""
     report.add("windows_dropped_gap", n_gap_windows,
-               f"{n_gap_windows} window(s) dropped: they span a gap over {MAX_GAP_S:g} s")
+               f"{where}{n_gap_windows} window(s) dropped: they span a gap over "
+               f"{MAX_GAP_S:g} s")
     report.add("tests_too_short", len(short_tests),
-               f"{len(short_tests)} test(s) shorter than one {window_s} s window after "
-               f"cleaning were skipped: {', '.join(map(str, short_tests[:5]))}")
+               f"{where}{len(short_tests)} test(s) shorter than one {window_s} s window after "
+               f"cleaning were skipped: {', '.join(map(str, short_tests[:5]))}"
+               f"{' ...' if len(short_tests) > 5 else ''}")
     if not xs:
         reason = _why_no_windows(dataset, clean, required, n_gap_windows, window_s)
         report.emit()  # the warnings explain the error: show them before it
-        where = Path(dataset.source.get("path", ".")) / MEASURE_FILE
-        raise DataError(f"{where}: no usable windows: {reason}")
+        raise DataError(f"{where}no usable windows: {reason}")
     t_start = np.asarray(t0s, dtype=float)
     return Windows(
         x=np.stack(xs).astype(np.float32),
