@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -210,28 +209,32 @@ def read_csv_table(
     return CsvTable(frame, body_lines, header_line, cut_off_line, ends_with_newline, encoding)
 
 
-_NEWLINE = re.compile(r"\r\n|\r|\n")
-
-
 def _read_plain(text: str, path: Path, unique: list[str] | None
                 ) -> tuple[pd.DataFrame, np.ndarray, int] | None:
-    """Fast path for a well-formed file without quotes: every line is blank or has as many
-    cells as the header. Returns None when the file is not like that (the careful path
-    then reads it and names the problem)."""
+    """Fast path for a well-formed file: no quotes, ``\\n`` or ``\\r\\n`` line ends, at least
+    two columns, and every line empty or with as many cells as the header. Returns None
+    when the file is not like that (the careful path then reads it and names the
+    problem)."""
     if '"' in text:
         return None
-    phys = _NEWLINE.split(text)
-    commas = np.fromiter((line.count(",") if line else -1 for line in phys), dtype=int,
-                         count=len(phys))
-    filled = np.flatnonzero(commas >= 0)
-    if len(filled) == 0:
+    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    ends = np.flatnonzero(data == ord("\n"))
+    if len(data) and data[-1] != ord("\n"):
+        ends = np.append(ends, len(data))
+    starts = np.r_[0, ends[:-1] + 1]
+    cr = (ends > starts) & (data[np.maximum(ends - 1, 0)] == ord("\r"))
+    if int(np.count_nonzero(data == ord("\r"))) != int(cr.sum()):
+        return None  # a lone carriage return ends a line too: the careful path
+    commas = np.flatnonzero(data == ord(","))
+    n_commas = np.searchsorted(commas, ends) - np.searchsorted(commas, starts)
+    filled = np.flatnonzero(ends - starts - cr > 0)
+    if len(filled) == 0 or n_commas[filled[0]] == 0:
         return None
+    if (n_commas[filled] != n_commas[filled[0]]).any():
+        return None  # whitespace-only lines or rows of another length: the careful path
     header_i = int(filled[0])
-    if (commas[filled] != commas[header_i]).any():
-        return None
-    if not phys[header_i].strip(", \t") or any(not phys[i].strip() for i in filled):
-        return None  # blank header cells or whitespace-only lines: the careful path
-    header = _header(next(csv.reader([phys[header_i]], skipinitialspace=True)), path,
+    header_text = text.split("\n", header_i + 1)[header_i].rstrip("\r")
+    header = _header(next(csv.reader([header_text], skipinitialspace=True)), path,
                      header_i + 1, unique)
     frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
                         skipinitialspace=True, index_col=False)
