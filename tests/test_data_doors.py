@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from vo2spike.cli import main
 from vo2spike.data.k5 import convert_k5, convert_yoyo, read_k5_csv, read_yoyo
@@ -293,6 +295,30 @@ def test_broken_source_marker_is_a_data_error(tmp_path):
     (d / "SOURCE.json").write_text("{not json")
     with pytest.raises(DataError, match=r"SOURCE.json: line 1: not valid JSON"):
         load_dataset(d)
+
+
+PIECES = [b",", b"\n", b"\r\n", b'"', b" ", b"-", b"1e9", b"nan", b"inf", b"\xff", b"\x00",
+          b"abc", b":", b"\t", b"1e308", b"P0_1", b""]
+
+
+@given(edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 3), st.sampled_from(PIECES)),
+                      min_size=1, max_size=4),
+       which=st.sampled_from(["test_measure.csv", "subject-info.csv", "k5"]))
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_damaged_files_give_a_result_or_a_data_error(tmp_path, edits, which):
+    """Cut, inserted or deleted bytes never end in anything but a DataError."""
+    d = _write_dir(tmp_path, _measures(n=60))
+    target = _k5(tmp_path, rows=_k5_rows(60)) if which == "k5" else d / which
+    data = bytearray(target.read_bytes())
+    for where, n_deleted, piece in edits:
+        i = int(where * len(data))
+        data[i:i + n_deleted] = piece
+    target.write_bytes(bytes(data))
+    try:
+        read_k5_csv(target) if which == "k5" else prepare_windows(d)
+    except DataError:
+        pass
 
 
 # --- COSMED K5 exports -------------------------------------------------------------------------
