@@ -36,3 +36,14 @@ def test_rolling_median_catches_in_range_spikes_but_keeps_normal_noise():
     out = clean_measures(df, report, required=("VO2",))
     assert 50 not in set(out.index[out["time"] == 100.0]) and (out["time"] != 100.0).all()
     assert report.counts.get("outlier_VO2", 0) <= 3  # 10% breath noise is not an artefact
+
+
+def test_messages_name_the_file_and_first_line():
+    df = _test()
+    df["line"] = np.arange(2, len(df) + 2)
+    df.loc[7, "HR"] = 0
+    report = DataReport()
+    clean_measures(df, report, required=("HR",), source="d/test_measure.csv")
+    assert report.warnings[0] == ("d/test_measure.csv: 1 HR value(s) outside 30..230 treated "
+                                  "as missing (artefacts; first at line 9)")
+    assert report.warnings[-1].startswith("d/test_measure.csv: 1 of 60 breath rows dropped")

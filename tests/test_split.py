@@ -1,7 +1,9 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vo2spike.data.read import DataError
 from vo2spike.data.split import split_by_person, split_masks
 
 
@@ -24,3 +26,11 @@ def test_split_is_seeded():
     persons = np.repeat(np.arange(100), 3)
     assert split_by_person(persons, 7) == split_by_person(persons, 7)
     assert split_by_person(persons, 7) != split_by_person(persons, 8)
+
+
+def test_fewer_than_three_people_is_a_data_error():
+    with pytest.raises(DataError, match=r"1 person\(s\) with usable windows found \(P0\); .* "
+                       r"needs at least 3 people"):
+        split_by_person(np.array(["P0", "P0"]), seed=0)
+    with pytest.raises(DataError, match=r"^data: 2 person"):
+        split_by_person(np.array(["a", "b"]), seed=0, where="data")

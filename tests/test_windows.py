@@ -1,9 +1,12 @@
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from vo2spike.data.read import DataError
 from vo2spike.data.windows import (
+    MAX_RESAMPLE_S,
     highest_rolling_mean,
     make_windows,
     resample_to_1hz,
@@ -18,6 +21,15 @@ def test_window_count_and_overlap(n):
     if len(starts) > 1:
         assert np.all(np.diff(starts) == 30)  # 50% overlap of 60 s windows
     assert np.all(starts + 60 <= n)
+
+
+def test_resample_never_builds_a_grid_over_the_cap():
+    test = pd.DataFrame({"time": [0.0, 2.0, 1e9], "HR": [100.0, 101.0, 102.0],
+                         "ID_test": "x_1"})
+    with pytest.raises(DataError, match=r"test 'x_1': breaths span 1,000,000,000 s"):
+        resample_to_1hz(test)
+    ok = pd.DataFrame({"time": [0.0, MAX_RESAMPLE_S], "HR": [100.0, 101.0]})
+    assert len(resample_to_1hz(ok)) == MAX_RESAMPLE_S + 1
 
 
 def test_resample_is_linear_on_whole_seconds_and_marks_gaps():

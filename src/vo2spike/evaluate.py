@@ -98,7 +98,7 @@ def evaluate_run(run_dir: Path, data_dir: Path, out: Path | None = None,
     if config.data["sha256"] == dataset.source["sha256"]:
         split, split_note = config.split, "the model's own person-disjoint test split"
     else:
-        split = split_by_person(windows.person, config.seed)
+        split = split_by_person(windows.person, config.seed, where=data_dir)
         split_note = ("a fresh person-disjoint split of this data (not the data the model was "
                       "trained on; the model saw none of it, the ridge baseline its train part)")
         log.warning("%s is not the data %s was trained on: using %s", data_dir, run_dir,

@@ -42,7 +42,13 @@ from vo2spike.data.split import split_by_person, split_masks
 from vo2spike.data.windows import CHANNELS, STRIDE_S, WINDOW_S, Windows, prepare_windows
 from vo2spike.inference import build_model, load_verified_tensors, weights_file
 from vo2spike.model.net import ModelConfig, VO2Net, count_parameters
-from vo2spike.outputs import MARKER, OutputExistsError, prepare_output_dir, write_json
+from vo2spike.outputs import (
+    MARKER,
+    OutputExistsError,
+    check_writable,
+    prepare_output_dir,
+    write_json,
+)
 
 log = logging.getLogger("vo2spike")
 
@@ -216,19 +222,21 @@ def fine_tune_run(run_dir: Path, real: Windows, real_source: dict, sim: Windows,
     save_config(run_dir, config)
 
 
-def _prepare_run_dir(out: Path, force: bool, resume: bool, inputs: list[Path]) -> None:
-    """Keep an interrupted run in ``out`` to resume, or make ``out`` a fresh run folder."""
+def _check_run_dir(out: Path, force: bool, resume: bool, inputs: list[Path]) -> bool:
+    """True if ``out`` holds an interrupted run to resume; otherwise check (without
+    touching anything) that a fresh run may be written there."""
     if resume:
         if (out / METRICS_FILE).exists():
             raise OutputExistsError(f"{out}: this run already finished; nothing to resume")
         if (out / CONFIG_FILE).exists():
-            return
+            return True
         if out.is_dir() and any(p.name != MARKER for p in out.iterdir()):
             raise OutputExistsError(f"{out}: no interrupted run to resume here")
     elif not force and (out / CONFIG_FILE).exists() and not (out / METRICS_FILE).exists():
         raise OutputExistsError(f"{out} holds an interrupted run; pass --resume to continue "
                                 "it or --force to start over")
-    prepare_output_dir(out, force=force, kind="run", inputs=inputs)
+    check_writable(out, force, kind="run", inputs=inputs)
+    return False
 
 
 def train_run(data_dir: Path, out: Path, cfg: TrainConfig, model_cfg: ModelConfig | None = None,
@@ -239,10 +247,12 @@ def train_run(data_dir: Path, out: Path, cfg: TrainConfig, model_cfg: ModelConfi
     On ``resume`` the architecture, settings, seed and split come from the run's config.
     ``prepared`` passes already loaded (dataset, windows) of ``data_dir``."""
     data_dir, out = Path(data_dir), Path(out)
-    _prepare_run_dir(out, force, resume, [data_dir])
     t0 = time.time()
+    resuming = _check_run_dir(out, force, resume, [data_dir])
     dataset, windows = prepared or prepare_windows(data_dir)
-    if resume and (out / CONFIG_FILE).exists():
+    if not resuming:  # only once the data is valid may --force replace an old run
+        prepare_output_dir(out, force=force, kind="run", inputs=[data_dir])
+    if resuming:
         config = load_config(out)
         if config.data["sha256"] != dataset.source["sha256"]:
             raise DataError(f"{data_dir}: differs from the data this run started on "
@@ -250,7 +260,7 @@ def train_run(data_dir: Path, out: Path, cfg: TrainConfig, model_cfg: ModelConfi
         model_cfg, cfg, seed, split = config.model, config.train, config.seed, config.split
     else:
         model_cfg = model_cfg or ModelConfig()
-        split = split_by_person(windows.person, seed)
+        split = split_by_person(windows.person, seed, where=data_dir)
     masks = split_masks(windows.person, split)
     train_w, val_w = windows.subset(masks["train"]), windows.subset(masks["val"])
     norm = Normalizer.fit(train_w)

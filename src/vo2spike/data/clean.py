@@ -12,6 +12,8 @@ column, and reported. Two rules, applied in order within each test:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -29,18 +31,30 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
 MEDIAN_FILTERED = ["HR", "VO2", "VCO2", "VE", "RR"]
 
 
-def apply_plausibility_limits(df: pd.DataFrame, report: DataReport) -> pd.DataFrame:
-    """Set values outside ``PLAUSIBLE`` to NaN, counting them per column."""
+def _where(df: pd.DataFrame, bad: pd.Series, source: str | Path | None) -> tuple[str, str]:
+    """Message prefix naming the file, and suffix naming the first bad row's line."""
+    prefix = f"{source}: " if source is not None else ""
+    if "line" not in df or not bad.any():
+        return prefix, ""
+    return prefix, f"; first at line {int(df.loc[bad, 'line'].min())}"
+
+
+def apply_plausibility_limits(df: pd.DataFrame, report: DataReport, *,
+                              source: str | Path | None = None) -> pd.DataFrame:
+    """Set values outside ``PLAUSIBLE`` to NaN, counting them per column (messages name
+    ``source`` and, when ``df`` has a ``line`` column, the first row's line)."""
     df = df.copy()
     for col, (lo, hi) in PLAUSIBLE.items():
         if col not in df:
             continue
         bad = (df[col] < lo) | (df[col] > hi)
         n = int(bad.sum())
+        prefix, first = _where(df, bad, source) if n else ("", "")
         report.add(
             f"implausible_{col}",
             n,
-            f"{n} {col} value(s) outside {lo:g}..{hi:g} treated as missing (artefacts)",
+            f"{prefix}{n} {col} value(s) outside {lo:g}..{hi:g} treated as missing "
+            f"(artefacts{first})",
         )
         df.loc[bad, col] = np.nan
     return df
@@ -52,6 +66,8 @@ def reject_rolling_outliers(
     window: int = 9,
     k: float = 5.0,
     rel_floor: float = 0.25,
+    *,
+    source: str | Path | None = None,
 ) -> pd.DataFrame:
     """Set breaths far from their neighbours' rolling median to NaN (per test, per column)."""
     df = df.copy()
@@ -69,27 +85,31 @@ def reject_rolling_outliers(
         limit = np.maximum(k * 1.4826 * mad, rel_floor * med.abs())
         bad = dev > limit
         n = int(bad.sum())
+        prefix, first = _where(df, bad, source) if n else ("", "")
         report.add(
             f"outlier_{col}",
             n,
-            f"{n} {col} value(s) more than {k:g} robust SD from the {window}-breath rolling "
-            "median treated as missing (artefacts)",
+            f"{prefix}{n} {col} value(s) more than {k:g} robust SD from the {window}-breath "
+            f"rolling median treated as missing (artefacts{first})",
         )
         df.loc[bad, col] = np.nan
     return df
 
 
 def clean_measures(
-    measures: pd.DataFrame, report: DataReport, required: tuple[str, ...]
+    measures: pd.DataFrame, report: DataReport, required: tuple[str, ...], *,
+    source: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Apply both artefact rules, then drop rows missing any ``required`` signal."""
-    df = apply_plausibility_limits(measures, report)
-    df = reject_rolling_outliers(df, report)
+    """Apply both artefact rules, then drop rows missing any ``required`` signal (messages
+    name ``source``, the file the rows come from, when given)."""
+    df = apply_plausibility_limits(measures, report, source=source)
+    df = reject_rolling_outliers(df, report, source=source)
     missing = df[list(required)].isna().any(axis=1)
     n = int(missing.sum())
+    prefix = f"{source}: " if source is not None else ""
     report.add(
         "rows_dropped_missing",
         n,
-        f"{n} of {len(df)} breath rows dropped: missing one of {', '.join(required)}",
+        f"{prefix}{n} of {len(df)} breath rows dropped: missing one of {', '.join(required)}",
     )
     return df.loc[~missing].reset_index(drop=True)

@@ -8,8 +8,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vo2spike.data.clean import clean_measures
-from vo2spike.data.read import DataError, Dataset, load_dataset
+from vo2spike.data.clean import (
+    PLAUSIBLE,
+    apply_plausibility_limits,
+    clean_measures,
+    reject_rolling_outliers,
+)
+from vo2spike.data.read import (
+    MAX_TEST_S,
+    MEASURE_FILE,
+    DataError,
+    DataReport,
+    Dataset,
+    load_dataset,
+)
 
 #: Model inputs per time step, in this order (static ones repeated over time).
 CHANNELS = ["Speed", "HR", "RR", "VE", "Age", "Weight", "Height", "Sex"]
@@ -22,6 +34,9 @@ MAX_GAP_S = 30.0
 #: Speed is smoothed with a trailing (causal) mean over this many seconds: GPS speed on
 #: 20 m shuttles jumps by several km/h from one second to the next.
 SPEED_SMOOTHING_S = 5
+#: The longest stretch (s) :func:`resample_to_1hz` puts on a 1 Hz grid: a last guard that
+#: keeps memory bounded whatever the times (``load_dataset`` rejects longer tests first).
+MAX_RESAMPLE_S = MAX_TEST_S
 
 
 def smooth_speed(speed_1hz: np.ndarray, seconds: int = SPEED_SMOOTHING_S) -> np.ndarray:
@@ -30,13 +45,29 @@ def smooth_speed(speed_1hz: np.ndarray, seconds: int = SPEED_SMOOTHING_S) -> np.
     return s.rolling(seconds, min_periods=1).mean().to_numpy()
 
 
-def resample_to_1hz(test: pd.DataFrame, max_gap_s: float = MAX_GAP_S) -> pd.DataFrame:
-    """Linearly interpolate one test's breath rows onto whole seconds.
+def resample_to_1hz(test: pd.DataFrame, max_gap_s: float = MAX_GAP_S, *,
+                    name: str | None = None) -> pd.DataFrame:
+    """Linearly interpolate one test's breath rows (sorted by time) onto whole seconds.
 
     Returns columns ``t`` (s, the test's own time base), every signal present, and
-    ``valid`` (False for seconds inside a gap longer than ``max_gap_s``).
+    ``valid`` (False for seconds inside a gap longer than ``max_gap_s``). Raises DataError
+    (naming the test: ``name``, else its ID_test) if the times are not finite or span more
+    than ``MAX_RESAMPLE_S``.
     """
     t = test["time"].to_numpy(dtype=float)
+    if name is None and "ID_test" in test and len(test):
+        name = str(test["ID_test"].iloc[0])
+    label = f"test {name!r}" if name is not None else "test"
+    if len(t) == 0:
+        raise DataError(f"{label}: no breath rows to resample")
+    if not np.isfinite(t).all():
+        raise DataError(f"{label}: {int((~np.isfinite(t)).sum())} time(s) are not finite")
+    span = float(t.max() - t.min())
+    if span > MAX_RESAMPLE_S:
+        raise DataError(
+            f"{label}: breaths span {span:,.0f} s ({span / 3600:,.1f} h), more than the "
+            f"{MAX_RESAMPLE_S / 3600:g} h a test may last; are its times in seconds?"
+        )
     grid = np.arange(np.ceil(t.min()), np.floor(t.max()) + 1.0)
     out = {"t": grid}
     for col in ["Speed", "HR", "RR", "VE", "VO2", "VCO2"]:
@@ -115,7 +146,8 @@ def make_windows(
     """
     report = dataset.report
     required = ("VO2", "VCO2", "VE", "HR") if with_labels else ("HR", "VE")
-    clean = clean_measures(dataset.measures, report, required)
+    source = Path(dataset.source["path"]) / MEASURE_FILE if "path" in dataset.source else None
+    clean = clean_measures(dataset.measures, report, required, source=source)
     subjects = dataset.subjects.set_index("ID_test")
     xs, vo2s, vo2maxs, ids, persons, t0s = [], [], [], [], [], []
     test_rows = []
@@ -153,13 +185,18 @@ def make_windows(
             ids.append(id_test)
             persons.append(s["ID"])
             t0s.append(hz["t"].iloc[a])
+    where = f"{source}: " if source is not None else ""
     report.add("windows_dropped_gap", n_gap_windows,
-               f"{n_gap_windows} window(s) dropped: they span a gap over {MAX_GAP_S:g} s")
+               f"{where}{n_gap_windows} window(s) dropped: they span a gap over "
+               f"{MAX_GAP_S:g} s")
     report.add("tests_too_short", len(short_tests),
-               f"{len(short_tests)} test(s) shorter than one {window_s} s window after "
-               f"cleaning were skipped: {', '.join(map(str, short_tests[:5]))}")
+               f"{where}{len(short_tests)} test(s) shorter than one {window_s} s window after "
+               f"cleaning were skipped: {', '.join(map(str, short_tests[:5]))}"
+               f"{' ...' if len(short_tests) > 5 else ''}")
     if not xs:
-        raise DataError("no usable windows: every test is too short or full of gaps")
+        reason = _why_no_windows(dataset, clean, required, n_gap_windows, window_s)
+        report.emit()  # the warnings explain the error: show them before it
+        raise DataError(f"{where}no usable windows: {reason}")
     t_start = np.asarray(t0s, dtype=float)
     return Windows(
         x=np.stack(xs).astype(np.float32),
@@ -171,6 +208,49 @@ def make_windows(
         t_end=t_start + window_s,
         tests=pd.DataFrame(test_rows),
     )
+
+
+def _why_no_windows(dataset: Dataset, clean: pd.DataFrame, required: tuple[str, ...],
+                    n_gap_windows: int, window_s: int) -> str:
+    """The main reason why a dataset gave no window, for the error message."""
+    m = dataset.measures
+    n = len(m)
+    lost = f"{n - len(clean):,} of {n:,} breath rows lost" if len(clean) else \
+        f"all {n:,} breath rows lost"
+    if len(clean) < n:
+        lost += f": {_worst_column(m, required)}"
+    if clean.empty:
+        return lost
+    spans = clean.groupby("ID_test")["time"].agg(lambda t: t.max() - t.min())
+    if n_gap_windows == 0:
+        why = (f"every test is shorter than one {window_s} s window after cleaning (the "
+               f"longest spans {spans.max():.0f} s)")
+    else:
+        steps = clean.groupby("ID_test")["time"].diff()
+        why = (f"all {n_gap_windows:,} windows span a gap of over {MAX_GAP_S:g} s between "
+               f"usable breaths (median step {steps.median():.3g} s, longest "
+               f"{steps.max():,.0f} s)")
+    return f"{why}; {lost}" if len(clean) < n else why
+
+
+def _worst_column(m: pd.DataFrame, required: tuple[str, ...]) -> str:
+    """The required signal that made the most rows unusable, and why."""
+    cleaned = reject_rolling_outliers(apply_plausibility_limits(m, DataReport()), DataReport())
+    col = max(required, key=lambda c: int(cleaned[c].isna().sum()))
+    lo, hi = PLAUSIBLE.get(col, (-np.inf, np.inf))
+    n_missing = int(m[col].isna().sum())
+    n_outside = int(((m[col] < lo) | (m[col] > hi)).sum())
+    n_outliers = int(cleaned[col].isna().sum()) - n_missing - n_outside
+    parts = []
+    if n_missing:
+        parts.append(f"{col} missing in {n_missing:,} row(s)")
+    if n_outside:
+        n_zero = int((m[col] == 0).sum())
+        hint = f" (HR 0 in {n_zero:,}: no heart-rate strap?)" if col == "HR" and n_zero else ""
+        parts.append(f"{col} outside {lo:g}..{hi:g} in {n_outside:,} row(s){hint}")
+    if n_outliers > 0:
+        parts.append(f"{col} far from its neighbours (outlier) in {n_outliers:,} row(s)")
+    return ", ".join(parts)
 
 
 def prepare_windows(data_dir: Path, with_labels: bool = True) -> tuple[Dataset, Windows]:
