@@ -97,10 +97,10 @@ class Watched:
         }""")
 
     def wait_ready(self, workout: str | None = None) -> None:
-        self.page.wait_for_function(
-            """w => document.body.dataset.state === 'ready' && (!w ||
-                 (document.body.dataset.traceKey || '').startsWith('workout=' + w + '&'))""",
-            arg=workout, timeout=120_000)
+        # Selectors, not wait_for_function: the page's CSP forbids eval, rightly.
+        key = f'[data-trace-key^="workout={workout}&"]' if workout else ""
+        self.page.wait_for_selector(f"body[data-state=ready]{key}", state="attached",
+                                    timeout=120_000)
 
     def shot(self, name: str) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ def test_demo_page_runs_every_stage_of_every_workout(browser, server, width):
     assert page.locator("#play").get_attribute("aria-pressed") == "false"
 
     # Every stage, by keyboard (arrow = next stage, drawn whole when paused).
-    page.wait_for_function("document.body.dataset.compression === 'ready'", timeout=60_000)
+    page.wait_for_selector("body[data-compression=ready]", state="attached", timeout=60_000)
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowLeft")
     for stage in range(1, 7):
@@ -152,7 +152,8 @@ def test_demo_page_runs_every_stage_of_every_workout(browser, server, width):
     trace = api(server, "/api/trace?workout=incremental")
     i = int(page.locator("#window").input_value())
     assert number(page, "#vo2-pred") == pytest.approx(trace["windows"]["vo2_pred"][i])
-    assert page.locator("#vo2-pred").inner_text() == f"{trace['windows']['vo2_pred'][i]:,.0f}"
+    shown = float(page.locator("#vo2-pred").inner_text().replace(",", ""))
+    assert abs(shown - trace["windows"]["vo2_pred"][i]) <= 0.5  # rounded to whole mL/min
     assert number(page, "#vo2max-pred") == trace["summary"]["vo2max_pred_ml_min"]
     assert number(page, "#vo2max-pred-kg") == trace["summary"]["vo2max_pred_ml_kg_min"]
     assert number(page, "#rmse") == trace["summary"]["rmse"]
@@ -190,7 +191,7 @@ def test_demo_page_runs_every_stage_of_every_workout(browser, server, width):
     page.fill("#weight", "101")
     page.locator("#rerun").click()
     w.wait_ready()
-    page.wait_for_function("document.body.dataset.traceKey.includes('age=64')")
+    page.wait_for_selector('body[data-state=ready][data-trace-key*="age=64"]', state="attached")
     assert number(page, "#vo2max-pred") != before
     page.fill("#age", "300")
     page.locator("#rerun").click()  # the browser's own range check stops it
@@ -211,7 +212,7 @@ def test_upload_in_the_browser(browser, server, tmp_path):
     page.set_input_files("#file-subject", str(cohort / SUBJECT_FILE))
     page.set_input_files("#file-measure", str(cohort / MEASURE_FILE))
     page.locator("#upload-submit").click()
-    page.wait_for_function("document.body.dataset.upload === 'done'", timeout=60_000)
+    page.wait_for_selector("body[data-upload=done]", state="attached", timeout=60_000)
     summary = page.locator("#upload-summary")
     assert "R²" in summary.inner_text() and "RMSE" in summary.inner_text()
     assert float(summary.get_attribute("data-rmse")) > 0
@@ -225,7 +226,7 @@ def test_upload_in_the_browser(browser, server, tmp_path):
     bad.write_text("\n".join(lines))
     page.set_input_files("#file-measure", str(bad))
     page.locator("#upload-submit").click()
-    page.wait_for_function("document.body.dataset.upload === 'error'", timeout=60_000)
+    page.wait_for_selector("body[data-upload=error]", state="attached", timeout=60_000)
     error = page.locator("#upload-error").inner_text()
     assert error.startswith("bad_measure.csv:") and "line" in error
     assert "Traceback" not in error
@@ -236,7 +237,10 @@ def test_upload_in_the_browser(browser, server, tmp_path):
     page.set_input_files("#file-k5", str(bad))
     page.locator("#upload-submit").click()
     assert "age" in page.locator("#upload-error").inner_text()
-    assert w.errors == [] and w.external() == []
+    # Chromium logs the deliberate bad upload's 400 answer; nothing else may be logged.
+    expected = "the server responded with a status of 400"
+    assert [e for e in w.errors if expected not in e] == [] and w.external() == []
+    assert sum(expected in e for e in w.errors) == 1
     page.close()
 
 
@@ -246,13 +250,13 @@ def test_info_pages(browser, server, width):
     page = w.page
     info = api(server, "/api/model")
     page.goto(server.url + "/how.html")
-    page.wait_for_function("document.body.dataset.state === 'ready'")
+    page.wait_for_selector("body[data-state=ready]", state="attached")
     text = page.locator("main").inner_text()
     assert f"{info['parameters']:,} parameters" in text
     assert "arXiv:2212.02233" in text and "SIMULATED" in text
     page.screenshot(path=str(SHOTS / f"{width}-how.png"), full_page=True)
     page.get_by_role("link", name="Data & methods").click()
-    page.wait_for_function("document.body.dataset.state === 'ready'")
+    page.wait_for_selector("body[data-state=ready]", state="attached")
     text = page.locator("main").inner_text()
     assert "10.13026/7ezk-j442" in text and "CC BY-NC-SA 4.0" in text
     assert "Oxford-NIL/YoYoTest" in text
@@ -269,7 +273,7 @@ def test_missing_model_page(browser, tmp_path):
     try:
         w = Watched(browser, s, "laptop")
         w.page.goto(s.url + "/")
-        w.page.wait_for_function("document.body.dataset.state === 'error'")
+        w.page.wait_for_selector("body[data-state=error]", state="attached")
         banner = w.page.locator("#model-error")
         assert banner.is_visible() and "missing-model" in banner.inner_text()
         assert "Traceback" not in w.page.content()

@@ -77,24 +77,25 @@ def compression_view(model_dir: Path, model: nn.Module | None = None) -> dict:
     if model is None:
         model = load_model(model_dir)[0]
     float_w = model.state_dict()[LAYER].numpy().astype(np.float64)
+    weights = prunable_weights(model)
     comp_dir = model_dir / COMPRESSED_DIR
     if comp_dir.is_dir():
         pruned_model = load_model(comp_dir)[0]  # RunDirError names the file when damaged
-        pruned_w = pruned_model.state_dict()[LAYER].numpy().astype(np.float64)
-        removed = pruned_w == 0
-        all_w = prunable_weights(pruned_model)
-        total_removed = sum(int((w == 0).sum()) for w in all_w.values())
-        total = sum(w.numel() for w in all_w.values())
+        pruned_all = prunable_weights(pruned_model)
+        removed_all = {k: (pruned_all[k] == 0).numpy() for k in weights}
+        pruned_w = pruned_all[LAYER].numpy().astype(np.float64)
         source = f"the compressed model in {comp_dir}"
     else:
-        weights = prunable_weights(model)
         masks = global_magnitude_mask(weights)
-        removed = ~masks[LAYER].numpy()
-        pruned_w = np.where(removed, 0.0, float_w)
-        total_removed = sum(int((~m).sum()) for m in masks.values())
-        total = sum(w.numel() for w in weights.values())
+        removed_all = {k: ~m.numpy() for k, m in masks.items()}
+        pruned_w = np.where(removed_all[LAYER], 0.0, float_w)
         source = ("computed here from the float model: no compressed model exists yet "
                   f"({comp_dir} is missing)")
+    removed = removed_all[LAYER]
+    total_removed = sum(int(r.sum()) for r in removed_all.values())
+    total = sum(w.numel() for w in weights.values())
+    mags = np.concatenate([w.abs().reshape(-1).numpy() for w in weights.values()])
+    gone = np.concatenate([r.reshape(-1) for r in removed_all.values()])
     q, s = int8_levels(pruned_w)
     return {
         "layer": LAYER,
@@ -107,9 +108,23 @@ def compression_view(model_dir: Path, model: nn.Module | None = None) -> dict:
         "levels": [int(v) for v in q.reshape(-1)],
         "scales": [float(v) for v in s],
         "removed_in_layer": int(removed.sum()),
+        "histogram": magnitude_histogram(mags, gone),
         "removed_total": total_removed,
         "weights_total": total,
     }
+
+
+def magnitude_histogram(mags: np.ndarray, removed: np.ndarray, bins: int = 40) -> dict:
+    """Histogram of log10 |w| over all prunable weights: counts of kept and removed weights
+    per bin, and the pruning threshold (the largest removed |w|)."""
+    floor = mags[mags > 0].min() if (mags > 0).any() else 1e-8
+    logs = np.log10(np.maximum(mags, floor))
+    edges = np.linspace(np.floor(logs.min() * 2) / 2, np.ceil(logs.max() * 2) / 2, bins + 1)
+    kept, _ = np.histogram(logs[~removed], edges)
+    gone, _ = np.histogram(logs[removed], edges)
+    threshold = float(mags[removed].max()) if removed.any() else None
+    return {"log10_edges": [round(float(e), 4) for e in edges], "kept": kept.tolist(),
+            "removed": gone.tolist(), "threshold": threshold}
 
 
 def compression_accuracy(model_dir: Path) -> dict | None:

@@ -529,8 +529,8 @@
   function signalPanels(area, legendH) {
     const left = state.narrow ? 40 : 52;
     const axisH = 2 * F() + 10;
-    const gap = 8;
-    const r0 = { x: left, y: area.y + 4, w: area.w - left - 10, h: area.h - 4 - axisH - legendH };
+    const gap = F() + 8; // each panel's title sits above it, never over the data
+    const r0 = { x: left, y: area.y + gap, w: area.w - left - 10, h: area.h - gap - axisH - legendH };
     const h = (r0.h - gap * 3) / 4;
     return SIGNALS.map((s, i) => ({ x: r0.x, y: r0.y + i * (h + gap), w: r0.w, h }));
   }
@@ -545,11 +545,7 @@
       const yr = VO2.range([t.signals[s.key]], 0.08);
       frame(r, yr, { nTicks: 2 });
       line(r, xr, yr, ts, t.signals[s.key], s.color, 1.5, upto);
-      const label = `${s.label} (${s.unit})`;
-      state.ctx.font = font(F(), "bold");
-      state.ctx.fillStyle = "rgba(255,255,255,0.85)";
-      state.ctx.fillRect(r.x + 2, r.y + 2, state.ctx.measureText(label).width + 8, F() + 5);
-      text(label, r.x + 6, r.y + F() + 2, { weight: "bold", color: s.color });
+      text(`${s.label} (${s.unit})`, r.x, r.y - 4, { weight: "bold", color: s.color });
     });
     const last = rects[3];
     xAxis(last, xr, minuteTicks(T), (v) => `${Math.round(v / 60)}`, "time (min)");
@@ -1043,8 +1039,49 @@
     const after = c.after
       ? `Compressed model: R² ${VO2.fmt(c.after.r2, 3)}, RMSE ${VO2.int(c.after.rmse)} mL/min.`
       : "No compressed model exists yet: no accuracy after compression to show.";
-    y = wrap(acc + after, tx, y + F(), tw, { size: F() - 1, weight: "bold", color: c.after ? C.text : C.threshold });
+    y = wrap(acc + after, tx, y + F(), tw, { size: F() - 1, weight: "bold", color: c.after ? C.text : C.sim });
+    const bottom = area.y + area.h - legendH - 2 * F() - 10;
+    if (!state.narrow && bottom - y > 90) {
+      histogram(v.histogram, { x: tx + 30, y: y + F() + 14, w: tw - 40, h: Math.min(170, bottom - y - F() - 14) }, fade);
+    }
     bottomLegend(area, legendItems, legendH);
+  }
+
+  /** Histogram of log10 |w| over every prunable weight; the removed ones fade out. */
+  function histogram(hg, r, fade) {
+    const ctx = state.ctx;
+    const edges = hg.log10_edges;
+    const n = hg.kept.length;
+    const top = Math.max(...hg.kept.map((k, i) => k + hg.removed[i]), 1);
+    const xr = [edges[0], edges[n]];
+    const bw = r.w / n;
+    for (let i = 0; i < n; i++) {
+      const x = r.x + i * bw;
+      const hk = (hg.kept[i] / top) * r.h;
+      const hr = (hg.removed[i] / top) * r.h;
+      ctx.fillStyle = C.pruned;
+      ctx.fillRect(x, r.y + r.h - hk - hr, bw - 1, hr);
+      ctx.fillStyle = `rgba(120,128,140,${1 - fade})`;
+      ctx.fillRect(x, r.y + r.h - hk - hr, bw - 1, hr);
+      ctx.fillStyle = C.speed;
+      ctx.fillRect(x, r.y + r.h - hk, bw - 1, hk);
+    }
+    ctx.strokeStyle = C.axis;
+    ctx.strokeRect(r.x + 0.5, r.y + 0.5, r.w - 1, r.h - 1);
+    if (hg.threshold) {
+      const tx = sx(r, xr, Math.log10(hg.threshold));
+      ctx.strokeStyle = C.threshold;
+      ctx.setLineDash([5, 4]);
+      ctx.beginPath(); ctx.moveTo(tx, r.y); ctx.lineTo(tx, r.y + r.h); ctx.stroke();
+      ctx.setLineDash([]);
+      const left = tx > r.x + r.w * 0.6;
+      text(`pruning threshold |w| = ${hg.threshold.toPrecision(2)}`, left ? tx - 4 : tx + 4, r.y + F(),
+        { size: F() - 2, color: C.threshold, align: left ? "right" : "left" });
+    }
+    const ticks = [];
+    for (let k = Math.ceil(xr[0]); k <= Math.floor(xr[1]); k++) ticks.push(k);
+    xAxis(r, xr, ticks, (k) => `1e${k}`, "|w| (log scale)");
+    text("all weights by magnitude: kept (blue), removed (grey)", r.x, r.y - 5, { size: F() - 1, weight: "bold" });
   }
 
   window.addEventListener("DOMContentLoaded", init);
