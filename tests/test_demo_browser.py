@@ -92,7 +92,9 @@ class Watched:
             const c = document.getElementById('stage-canvas');
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             let n = 0;
-            for (let i = 0; i < d.length; i += 4) if (d[i] < 245 || d[i+1] < 245 || d[i+2] < 245) n++;
+            for (let i = 0; i < d.length; i += 4) {
+                if (d[i] < 245 || d[i + 1] < 245 || d[i + 2] < 245) n++;
+            }
             return n / (d.length / 4);
         }""")
 

@@ -112,8 +112,8 @@ class DemoApp:
             if not self.config.model.spiking:
                 raise RunDirError(f"{self.model_dir}: not a spiking model")
         except RunDirError as e:
-            self.model_error = str(e)
-            log.error("model not loaded: %s", e)
+            self.model_error = str(e)  # shown by the pages and by `vo2spike demo`
+            log.debug("model not loaded: %s", e)
         self.compressed = None
         self.compressed_error: str | None = None
         comp_dir = self.model_dir / compression.COMPRESSED_DIR

@@ -229,7 +229,10 @@ def make_server(model_dir: Path, host: str = "127.0.0.1", port: int = 8000,
 def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000,
           yoyo_root: Path | None = None, say=print) -> None:
     """Serve the demo until interrupted (Ctrl-C)."""
-    server = make_server(model_dir, host, port, yoyo_root)
+    try:
+        server = make_server(model_dir, host, port, yoyo_root)
+    except OSError as e:  # e.g. the port is taken: say which
+        raise OSError(e.errno, f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     app = server.app
     if app.model_error:
         say(f"warning: the model could not be loaded: {app.model_error}\n"

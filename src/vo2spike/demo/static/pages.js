@@ -57,6 +57,10 @@
       new ResizeObserver(() => drawSurrogate(m.threshold, g))
         .observe(document.getElementById("surrogate-canvas").parentElement);
       energy(info);
+    } else {
+      document.getElementById("params").textContent =
+        `This model folder's configuration could not be read (${info.config_error || "unknown"}): ` +
+        "the numbers on this page are the architecture's defaults.";
     }
   }
 
