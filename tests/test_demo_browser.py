@@ -223,14 +223,15 @@ def test_upload_in_the_browser(browser, server, tmp_path):
 
     bad = tmp_path / "bad_measure.csv"
     lines = (cohort / MEASURE_FILE).read_text().splitlines()
-    lines[3] = lines[3].replace(",", ",oops,", 1)  # one cell too many on line 4
-    lines[6] = "x" + lines[6]
+    cells = lines[6].split(",")
+    cells[lines[0].split(",").index("HR")] = "fast"  # line 7, column HR
+    lines[6] = ",".join(cells)
     bad.write_text("\n".join(lines))
     page.set_input_files("#file-measure", str(bad))
     page.locator("#upload-submit").click()
     page.wait_for_selector("body[data-upload=error]", state="attached", timeout=60_000)
     error = page.locator("#upload-error").inner_text()
-    assert error.startswith("bad_measure.csv:") and "line" in error
+    assert error.startswith("bad_measure.csv: line 7, column 'HR': 'fast' is not a number")
     assert "Traceback" not in error
     page.locator(".upload").screenshot(path=str(SHOTS / "laptop-upload-error.png"))
 

@@ -83,7 +83,8 @@ def _scrub(message: str, tmp: Path, names: dict[Path, str]) -> str:
     """A DataError message with temporary paths replaced by the uploaded files' names."""
     for path, shown in sorted(names.items(), key=lambda kv: -len(str(kv[0]))):
         message = message.replace(str(path), shown)
-    return message.replace(str(tmp) + "/", "").replace(str(tmp), "upload")
+    message = message.replace(str(tmp) + "/", "").replace(str(tmp), "upload")
+    return " ".join(message.split())  # parser messages may end in a newline
 
 
 def predict_upload(content_type: str, body: bytes, model, norm) -> dict:
