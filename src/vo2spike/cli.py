@@ -172,6 +172,14 @@ def cmd_realism(args: argparse.Namespace) -> None:
     print(text)
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from vo2spike.demo.server import serve
+    from vo2spike.inference import DEFAULT_MODEL
+    from vo2spike.pipeline import SHARED_YOYO
+
+    serve(args.model or DEFAULT_MODEL, host=args.host, port=args.port, yoyo_root=SHARED_YOYO)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for every sub-command."""
     p = argparse.ArgumentParser(prog="vo2spike", description=__doc__)
@@ -263,6 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--out", type=Path, help="markdown file to write")
     re_.add_argument("--force", action="store_true")
     re_.set_defaults(func=cmd_realism)
+
+    dm = sub.add_parser("demo", help="serve the interactive demo page (the whole pipeline, "
+                                     "animated, driven by the model)")
+    dm.add_argument("--port", type=_int_at_least(0, 65535), default=8000,
+                    help="TCP port (default 8000; 0 picks a free one)")
+    dm.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default 127.0.0.1: this machine only)")
+    dm.add_argument("--model", type=Path, help="run directory (default: models/default)")
+    dm.set_defaults(func=cmd_demo)
     return p
 
 

@@ -51,3 +51,23 @@ class LIF(nn.Module):
             u = u - s.detach() * self.threshold
             spikes.append(s)
         return torch.stack(spikes, dim=1)
+
+    @torch.no_grad()
+    def forward_with_potential(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spikes and membrane potentials, for inspection (no gradient).
+
+        Returns (spikes, potential), both (B, T, out_features): the spikes are exactly those
+        of :meth:`forward`; ``potential[:, t]`` is U[t] before the reset, the value compared
+        with the threshold (a spike at t means potential[:, t] > threshold; the next step
+        starts from potential[:, t] - threshold).
+        """
+        current = self.fc(x)
+        u = torch.zeros_like(current[:, 0])
+        spikes, potentials = [], []
+        for t in range(current.shape[1]):
+            u = self.beta * u + current[:, t]
+            potentials.append(u)
+            s = (u - self.threshold > 0).to(u.dtype)
+            u = u - s * self.threshold
+            spikes.append(s)
+        return torch.stack(spikes, dim=1), torch.stack(potentials, dim=1)

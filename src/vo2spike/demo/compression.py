@@ -1,0 +1,158 @@
+"""Stage 6 of the demo (compression): two small adapters onto the compressed model.
+
+The compressed model is planned as ``MODEL/compressed/``: a run-like folder (``config.json``,
+pruned float ``model.safetensors`` loadable with ``load_model(MODEL / "compressed")``,
+``int8.json`` / ``int8.safetensors``) with ``compression.json`` (accuracy figures). These two
+functions are the only places that know that layout; align them with the final format.
+
+- :func:`compression_view`: the weight matrix drawn (``layer2.fc.weight``, the spiking
+  layer-2 synapses, 64 x 64): float value, pruned or not, and 8-bit level of each weight.
+- :func:`compression_accuracy`: the accuracy before / after compression, or None.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vo2spike.config import RunDirError
+
+COMPRESSED_DIR = "compressed"
+ACCURACY_FILE = "compression.json"
+#: The layer drawn: the synapses into the second spiking layer.
+LAYER = "layer2.fc.weight"
+#: Fraction of all Conv1d and Linear weights removed by global magnitude pruning.
+PRUNE_AMOUNT = 0.7
+
+
+def prunable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every Conv1d and Linear weight (not biases, not BatchNorm), by state-dict name."""
+    return {f"{name}.weight": m.weight.detach() for name, m in model.named_modules()
+            if isinstance(m, nn.Conv1d | nn.Linear)}
+
+
+def global_magnitude_mask(weights: dict[str, torch.Tensor],
+                          amount: float = PRUNE_AMOUNT) -> dict[str, torch.Tensor]:
+    """True where a weight survives L1 global unstructured pruning of ``amount``.
+
+    As ``torch.nn.utils.prune.global_unstructured(..., L1Unstructured, amount)``: the
+    round(amount x n) weights of smallest |w| over all tensors together are removed.
+    """
+    flat = torch.cat([w.reshape(-1).abs() for w in weights.values()])
+    k = round(amount * flat.numel())
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    if k:
+        keep[torch.topk(flat, k, largest=False).indices] = False
+    masks, i = {}, 0
+    for name, w in weights.items():
+        masks[name] = keep[i:i + w.numel()].reshape(w.shape)
+        i += w.numel()
+    return masks
+
+
+def int8_levels(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel (row) symmetric int8 quantisation, the int8 engine's formula:
+    s = max|w| / 127 per row, q = clip(round(w / s), -127, 127). Returns (q, s)."""
+    s = np.abs(w).max(axis=1) / 127.0
+    s = np.where(s > 0, s, 1.0)
+    q = np.clip(np.round(w / s[:, None]), -127, 127).astype(np.int32)
+    return q, s
+
+
+def compression_view(model_dir: Path, model: nn.Module | None = None) -> dict:
+    """What stage 6 draws for ``LAYER``: the float weights, which ones pruning removes, and
+    the 8-bit level of each (from the pruned weights).
+
+    With ``MODEL/compressed/``: pruned weights from its model (zeros are pruned). Without:
+    which weights a 70% global magnitude pruning of the float ``model`` would remove.
+    """
+    from vo2spike.inference import load_model
+
+    model_dir = Path(model_dir)
+    if model is None:
+        model = load_model(model_dir)[0]
+    float_w = model.state_dict()[LAYER].numpy().astype(np.float64)
+    weights = prunable_weights(model)
+    comp_dir = model_dir / COMPRESSED_DIR
+    if comp_dir.is_dir():
+        pruned_model = load_model(comp_dir)[0]  # RunDirError names the file when damaged
+        pruned_all = prunable_weights(pruned_model)
+        removed_all = {k: (pruned_all[k] == 0).numpy() for k in weights}
+        pruned_w = pruned_all[LAYER].numpy().astype(np.float64)
+        source = f"the compressed model in {comp_dir}"
+    else:
+        masks = global_magnitude_mask(weights)
+        removed_all = {k: ~m.numpy() for k, m in masks.items()}
+        pruned_w = np.where(removed_all[LAYER], 0.0, float_w)
+        source = ("computed here from the float model: no compressed model exists yet "
+                  f"({comp_dir} is missing)")
+    removed = removed_all[LAYER]
+    total_removed = sum(int(r.sum()) for r in removed_all.values())
+    total = sum(w.numel() for w in weights.values())
+    mags = np.concatenate([w.abs().reshape(-1).numpy() for w in weights.values()])
+    gone = np.concatenate([r.reshape(-1) for r in removed_all.values()])
+    q, s = int8_levels(pruned_w)
+    return {
+        "layer": LAYER,
+        "shape": list(float_w.shape),
+        "compressed_model": comp_dir.is_dir(),
+        "source": source,
+        "prune_amount": PRUNE_AMOUNT,
+        "weights": [round(float(v), 5) for v in float_w.reshape(-1)],
+        "pruned": "".join("1" if r else "0" for r in removed.reshape(-1)),
+        "levels": [int(v) for v in q.reshape(-1)],
+        "scales": [float(v) for v in s],
+        "removed_in_layer": int(removed.sum()),
+        "histogram": magnitude_histogram(mags, gone),
+        "removed_total": total_removed,
+        "weights_total": total,
+    }
+
+
+def magnitude_histogram(mags: np.ndarray, removed: np.ndarray, bins: int = 40) -> dict:
+    """Histogram of log10 |w| over all prunable weights: counts of kept and removed weights
+    per bin, and the pruning threshold (the largest removed |w|)."""
+    floor = mags[mags > 0].min() if (mags > 0).any() else 1e-8
+    logs = np.log10(np.maximum(mags, floor))
+    edges = np.linspace(np.floor(logs.min() * 2) / 2, np.ceil(logs.max() * 2) / 2, bins + 1)
+    kept, _ = np.histogram(logs[~removed], edges)
+    gone, _ = np.histogram(logs[removed], edges)
+    threshold = float(mags[removed].max()) if removed.any() else None
+    return {"log10_edges": [round(float(e), 4) for e in edges], "kept": kept.tolist(),
+            "removed": gone.tolist(), "threshold": threshold}
+
+
+def compression_accuracy(model_dir: Path) -> dict | None:
+    """Accuracy before and after compression from ``MODEL/compressed/compression.json``, or
+    None when it does not exist. Keys are read defensively: whatever numbers it holds under
+    ``before`` / ``after`` (or ``float`` / ``int8``) are passed on as they are."""
+    path = Path(model_dir) / COMPRESSED_DIR / ACCURACY_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunDirError(f"{path}: cannot be read ({e})") from e
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path}: expected a JSON object")
+
+    def numbers(d: object) -> dict:
+        """Finite numbers of a (nested) dict, flattened with dotted keys."""
+        out: dict = {}
+        if isinstance(d, dict):
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    out.update({f"{k}.{kk}": vv for kk, vv in numbers(v).items()})
+                elif isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
+                    out[str(k)] = v
+        return out
+
+    before = data.get("before", data.get("float"))
+    after = data.get("after", data.get("int8", data.get("compressed")))
+    return {"file": str(path), "data_kind": str(data.get("data_kind", "not stated")),
+            "before": numbers(before), "after": numbers(after)}

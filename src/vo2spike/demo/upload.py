@@ -1,0 +1,178 @@
+"""Bring-your-own-test: a recording dropped on the page, read with the CLI's own code.
+
+Two kinds of upload (multipart/form-data):
+
+- ``kind=physionet``: files ``subject_info`` and ``test_measure`` (the PhysioNet-format
+  pair), read by :func:`vo2spike.data.read.load_dataset` as ``vo2spike predict`` /
+  ``evaluate`` read a data directory;
+- ``kind=k5``: file ``k5`` (a COSMED K5 CSV export) with fields ``age``, ``weight``,
+  ``height``, ``sex``, converted by :func:`vo2spike.data.k5.convert_k5` as
+  ``vo2spike convert --from k5`` does, then read the same way.
+
+Files are written only inside a :class:`tempfile.TemporaryDirectory` under fixed names
+(never the client's file names), removed when the request ends. ``DataError`` messages are
+passed on with the temporary paths replaced by the uploaded files' names.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vo2spike.data.k5 import convert_k5
+from vo2spike.data.read import MEASURE_FILE, SUBJECT_FILE, DataError, load_dataset
+from vo2spike.data.windows import make_windows
+from vo2spike.demo.workouts import ParamError, Person, parse_person
+from vo2spike.inference import predict_windows
+from vo2spike.metrics import per_test_vo2max, regression_metrics
+
+#: Largest accepted request body (bytes).
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+
+@dataclass
+class Part:
+    """One multipart field: its client file name (None for plain fields) and content."""
+
+    filename: str | None
+    data: bytes
+
+
+def parse_multipart(content_type: str, body: bytes) -> dict[str, Part]:
+    """Fields of a multipart/form-data body by name; ParamError when it is not one."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ParamError("the upload must be sent as multipart/form-data")
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    if not msg.is_multipart():
+        raise ParamError("the upload is not a readable multipart/form-data body")
+    parts: dict[str, Part] = {}
+    for part in msg.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        data = part.get_payload(decode=True) or b""
+        parts[str(name)] = Part(part.get_filename(), data)
+    return parts
+
+
+def _text(parts: dict[str, Part], name: str) -> str:
+    p = parts.get(name)
+    return p.data.decode("utf-8", "replace").strip() if p else ""
+
+
+def _file(parts: dict[str, Part], name: str, what: str) -> Part:
+    p = parts.get(name)
+    if p is None or p.filename is None or not p.data:
+        raise ParamError(f"no {what} file was sent (or it is empty)")
+    return p
+
+
+def _display_name(part: Part, fallback: str) -> str:
+    """The uploaded file's base name, for messages only (never used as a path)."""
+    name = (part.filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return name[:120] or fallback
+
+
+def _scrub(message: str, tmp: Path, names: dict[Path, str]) -> str:
+    """A DataError message with temporary paths replaced by the uploaded files' names."""
+    for path, shown in sorted(names.items(), key=lambda kv: -len(str(kv[0]))):
+        message = message.replace(str(path), shown)
+    message = message.replace(str(tmp) + "/", "").replace(str(tmp), "upload")
+    return " ".join(message.split())  # parser messages may end in a newline
+
+
+def predict_upload(content_type: str, body: bytes, model, norm) -> dict:
+    """Read, validate, clean and window an uploaded recording and predict it with the
+    model. Returns per-test predictions against the measured VO2 (when the recording has
+    VO2), with R² and RMSE (mL/min). Raises ParamError / DataError with clear messages."""
+    parts = parse_multipart(content_type, body)
+    kind = _text(parts, "kind") or "physionet"
+    with tempfile.TemporaryDirectory(prefix="vo2spike-upload-") as tmp_name:
+        tmp = Path(tmp_name)
+        data_dir = tmp / "data"
+        names: dict[Path, str] = {}
+        if kind == "physionet":
+            data_dir.mkdir()
+            for field, fixed in [("subject_info", SUBJECT_FILE), ("test_measure", MEASURE_FILE)]:
+                part = _file(parts, field, fixed)
+                (data_dir / fixed).write_bytes(part.data)
+                names[data_dir / fixed] = _display_name(part, fixed)
+        elif kind == "k5":
+            part = _file(parts, "k5", "COSMED K5 export")
+            person = _person(parts)
+            k5_path = tmp / "export.csv"
+            k5_path.write_bytes(part.data)
+            names[k5_path] = _display_name(part, "K5 export")
+            subjects = tmp / "subjects.csv"
+            subjects.write_text("File,ID,Age,Weight,Height,Sex\n"
+                                f"export.csv,upload,{person.age:g},{person.weight:g},"
+                                f"{person.height:g},{person.sex}\n")
+            try:
+                result = convert_k5([k5_path], subjects, data_dir)
+            except DataError as e:
+                raise DataError(_scrub(str(e), tmp, names)) from None
+            if not result["written"]:
+                raise DataError(f"{names[k5_path]}: no heart rate in this export (HR is all "
+                                "0 or missing): the model needs heart rate")
+            names[data_dir / SUBJECT_FILE] = "the typed age/weight/height/sex"
+            names[data_dir / MEASURE_FILE] = f"{names[k5_path]} (converted)"
+        else:
+            raise ParamError(f"kind: {kind!r} is not an upload kind (physionet or k5)")
+        try:
+            dataset = load_dataset(data_dir, require_labels=False)
+            labels = bool(dataset.measures["VO2"].notna().any()
+                          and dataset.measures["VCO2"].notna().any())
+            windows = make_windows(dataset, with_labels=labels)
+        except DataError as e:
+            raise DataError(_scrub(str(e), tmp, names)) from None
+        warnings = [_scrub(w, tmp, names) for w in dataset.report.warnings]
+    pred = predict_windows(model, norm, windows.x)
+    per_test = per_test_vo2max(windows.id_test, pred.vo2max)
+    tests = []
+    for row in windows.tests.itertuples(index=False):
+        m = windows.id_test == row.ID_test
+        est = float(per_test.loc[per_test["ID_test"] == row.ID_test, "vo2max_pred"].iloc[0])
+        entry = {
+            "id_test": str(row.ID_test), "weight": float(row.Weight),
+            "t_start": windows.t_start[m].tolist(), "t_end": windows.t_end[m].tolist(),
+            "vo2_pred": _rounded(pred.vo2[m]), "vo2_measured": _rounded(windows.vo2[m]),
+            "vo2max_pred": round(est, 1), "vo2max_pred_ml_kg_min": round(est / row.Weight, 2),
+            "vo2max_measured": _num(row.vo2max), "metrics": None,
+        }
+        if labels and m.sum() >= 2:
+            entry["metrics"] = _metrics(windows.vo2[m], pred.vo2[m])
+        tests.append(entry)
+    overall = _metrics(windows.vo2, pred.vo2) if labels and len(windows) >= 2 else None
+    return {"kind": kind, "labels": labels, "n_windows": int(len(windows)),
+            "tests": tests, "overall": overall, "warnings": warnings,
+            "spike_rates": pred.spike_rates}
+
+
+def _person(parts: dict[str, Part]) -> Person:
+    values = {k: _text(parts, k) for k in ("age", "weight", "height", "sex")}
+    missing = [k for k, v in values.items() if not v]
+    if missing:
+        raise ParamError(f"a K5 export needs the person's {', '.join(missing)} "
+                         "(age years, weight kg, height cm, sex 0 = male / 1 = female)")
+    return parse_person(values, Person(30.0, 70.0, 175.0, 0))
+
+
+def _num(v: float) -> float | None:
+    v = float(v)
+    return round(v, 1) if np.isfinite(v) else None
+
+
+def _rounded(a: np.ndarray) -> list[float | None]:
+    return [_num(v) for v in np.asarray(a, dtype=float)]
+
+
+def _metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    m = regression_metrics(y, pred)
+    return {"r2": round(m["r2"], 4), "rmse": round(m["rmse"], 1), "mae": round(m["mae"], 1),
+            "n_windows": int(len(y))}
