@@ -12,10 +12,10 @@ from vo2spike.train import train_run
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-#: Tests that read the real recordings in ../shared/data: present in CI, absent in a clone.
+#: Tests that read the real data in ../shared/data: present in CI, absent in a user's clone.
 needs_shared = pytest.mark.skipif(
-    not (SHARED / "yoyo-k5").is_dir(),
-    reason=f"real recordings not found at {SHARED} (../shared/data beside the repository)")
+    not all((SHARED / d).is_dir() for d in ("yoyo-k5", "physionet-treadmill-1.0.1")),
+    reason=f"real data not found at {SHARED} (../shared/data beside the repository)")
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from vo2spike.data.read import (
 )
 from vo2spike.data.windows import make_windows, prepare_windows
 
-from .conftest import SHARED
+from .conftest import SHARED, needs_shared
 
 # --- canonical (PhysioNet-format) data directories ------------------------------------------
 
@@ -546,7 +546,7 @@ YOYO_CANONICAL_SHA256 = {
 }
 
 
-@pytest.mark.skipif(not (SHARED / "yoyo-k5").is_dir(), reason="needs ../shared/data/yoyo-k5")
+@needs_shared
 def test_real_yoyo_conversion_is_byte_identical(tmp_path):
     r = convert_yoyo(SHARED / "yoyo-k5", tmp_path / "out")
     assert r["warnings"] == []

@@ -10,7 +10,7 @@ import pytest
 from vo2spike.data.fetch import FetchError, fetch_physionet
 from vo2spike.data.read import PHYSIONET_SHA256
 
-from .conftest import SHARED
+from .conftest import SHARED, needs_shared
 
 
 @pytest.fixture
@@ -26,6 +26,7 @@ def server(tmp_path):
     httpd.shutdown()
 
 
+@needs_shared
 def test_hashes_in_code_match_the_release_sums():
     sums = (SHARED / "physionet-treadmill-1.0.1" / "SHA256SUMS.txt").read_text().split("\n")
     published = {line.split()[1]: line.split()[0] for line in sums if line.strip()}

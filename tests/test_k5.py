@@ -8,12 +8,13 @@ from vo2spike.data.read import DataError
 from vo2spike.data.realism import session_stats
 from vo2spike.data.simulate import NoiseModel, simulate_cohort, synthetic_demographics
 
-from .conftest import SHARED
+from .conftest import SHARED, needs_shared
 
 YOYO = SHARED / "yoyo-k5"
 D06 = YOYO / "FirstRound" / "D06" / "D06_COSMED_1.csv"
 
 
+@needs_shared
 def test_reads_real_k5_export():
     df = read_k5_csv(D06)
     assert list(df.columns) == ["time", "Speed", "HR", "VO2", "VCO2", "RR", "VE"]
@@ -22,6 +23,7 @@ def test_reads_real_k5_export():
     assert df["VO2"].max() > 1000 and df["HR"].max() > 150
 
 
+@needs_shared
 def test_reads_every_yoyo_session_with_metadata():
     sessions = read_yoyo(YOYO)
     assert len(sessions) == 22
@@ -34,6 +36,7 @@ def test_reads_every_yoyo_session_with_metadata():
     assert "restarted" in d10.note and d10.sex == 0 and d10.weight_kg == 70
 
 
+@needs_shared
 def test_malformed_k5_names_line_and_column(tmp_path):
     lines = D06.read_text(encoding="utf-8").splitlines()
     cells = lines[10].split(",")

@@ -21,7 +21,7 @@ from vo2spike.data.simulate import (
 )
 from vo2spike.outputs import OutputExistsError
 
-from .conftest import SHARED
+from .conftest import SHARED, needs_shared
 
 
 def _person(seed=0, fitness=0.0):
@@ -100,6 +100,7 @@ def test_synthetic_demographics_look_like_malaga():
     assert d["ID"].nunique() < len(d)  # some people were tested twice
 
 
+@needs_shared
 def test_real_demographics_are_kept(tmp_path):
     real = SHARED / "physionet-treadmill-1.0.1" / "subject-info.csv"
     out = write_cohort(tmp_path / "sim", n_tests=12, demographics_csv=real)
