@@ -1,0 +1,211 @@
+"""C export: warning-free C99 build, no floating point, bit-exact against the NumPy integer
+engine on the host and on an emulated Cortex-M4 (QEMU), refusal of a foreign C folder."""
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from vo2spike.compress import export_c as ec
+from vo2spike.compress.int_engine import (
+    Int8Engine,
+    IntStream,
+    encode_inputs,
+    run_windows,
+)
+from vo2spike.compress.intmodel import load_int_model
+from vo2spike.compress.measure import zero_smallest
+from vo2spike.compress.quantize import calibration_windows, quantize_folder, quantize_model
+from vo2spike.config import RunDirError
+from vo2spike.data.k5 import convert_yoyo
+from vo2spike.data.windows import prepare_windows
+from vo2spike.inference import load_model
+
+from .conftest import SHARED, needs_shared
+
+HAVE_ARM = shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")
+needs_arm = pytest.mark.skipif(
+    not HAVE_ARM, reason="arm-none-eabi-gcc / qemu-system-arm not installed (Debian packages "
+    "gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm)")
+needs_valgrind = pytest.mark.skipif(not shutil.which("valgrind"),
+                                    reason="valgrind not installed")
+ARM_WINDOWS = 24
+
+
+@pytest.fixture(scope="module")
+def sim_windows(sim_dir):
+    return prepare_windows(sim_dir)[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(run_dir, sim_dir, tmp_path_factory):
+    """A copy of the trained run with its int8 models."""
+    out = tmp_path_factory.mktemp("cmodel") / "model"
+    shutil.copytree(run_dir, out)
+    quantize_folder(out, calibration_windows(run_dir, sim_dir))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pruned(run_dir, sim_windows):
+    """The spiking model with 70% of its weights zeroed, quantised: exercises the sparse
+    (bitmap) storage."""
+    model, norm, _ = load_model(run_dir)
+    zero_smallest(model, 0.7)
+    return quantize_model(model, norm, sim_windows.x[:400])
+
+
+@pytest.fixture(scope="module")
+def builds(model_dir, pruned, sim_windows, tmp_path_factory):
+    """Exported and host-built C folders: spiking, twin and the pruned spiking model."""
+    root = tmp_path_factory.mktemp("c")
+    q = encode_inputs(sim_windows.x[:ARM_WINDOWS])
+    out = {}
+    for key, model in (("spiking", load_int_model(model_dir, "int8")),
+                       ("twin", load_int_model(model_dir, "int8_twin")), ("pruned", pruned)):
+        report = ec.export_c(model, root / key, test_windows=q)
+        ec.build_host(root / key)
+        out[key] = (model, root / key, report)
+    return out
+
+
+def test_build_is_c99_and_warning_free(builds):
+    _, c_dir, _ = builds["spiking"]
+    assert "-std=c99 -O2 -Wall -Wextra -Werror" in (c_dir / "Makefile").read_text()
+    (c_dir / ec.HARNESS).unlink()
+    r = subprocess.run(["make", "-C", str(c_dir)], capture_output=True, text=True)
+    assert r.returncode == 0 and "warning" not in (r.stdout + r.stderr).lower(), r.stderr
+    assert (c_dir / ec.HARNESS).is_file()
+
+
+def test_engine_sources_have_no_floating_point_or_malloc(builds):
+    for key in ("spiking", "twin", "pruned"):
+        _, c_dir, _ = builds[key]
+        for name in ("vo2spike.c", "vo2spike.h", ec.CONFIG_H, ec.MODEL_H):
+            text = re.sub(r"/\*.*?\*/", "", (c_dir / name).read_text(), flags=re.S)
+            assert not re.search(r"\b(float|double|malloc|calloc|free)\b", text), name
+
+
+def test_storage_skips_pruned_weights(builds):
+    _, _, dense = builds["spiking"]
+    _, c_dir, sparse = builds["pruned"]
+    s = sparse["storage_bytes"]
+    assert s["nonzero"] <= 0.31 * s["weights"]
+    assert s["stored"] <= s["bitmap"] < 0.5 * s["dense"] and s["bitmap"] < s["csr"]
+    assert "_MASK" in (c_dir / ec.MODEL_H).read_text()
+    assert dense["storage_bytes"]["stored"] == dense["storage_bytes"]["dense"]
+    assert "Static buffers (bytes)" in (c_dir / ec.MODEL_H).read_text()
+    assert "window state" in ec.describe_export(sparse)
+
+
+@pytest.mark.parametrize("key", ["spiking", "twin", "pruned"])
+def test_host_engine_is_bit_exact_on_simulated_windows(builds, sim_windows, key):
+    m, c_dir, report = builds[key]
+    q = encode_inputs(sim_windows.x[::2])
+    assert len(q) >= 300
+    o = ec.run_harness(c_dir, q, expect=report["fingerprint"])
+    ref = run_windows(m, q)
+    np.testing.assert_array_equal(o[:, :2], ref.out)
+    np.testing.assert_array_equal(o[:, 2:], ref.spikes)
+    assert ec.harness_sizes(c_dir) == {k: report["buffers_bytes"][k] for k in ("state", "stream")}
+
+
+def test_host_streaming_is_bit_exact(builds, sim_windows):
+    from .test_int8 import continuous_chunks
+
+    m, c_dir, _ = builds["pruned"]
+    seq = encode_inputs(continuous_chunks(sim_windows, 300)[0])  # (C, 300): 9 windows
+    got = ec.run_harness(c_dir, seq, stream=True)
+    stream = IntStream(m)
+    ref = [(r.end, r.vo2, r.vo2max, r.spikes1, r.spikes2)
+           for t in range(seq.shape[1]) if (r := stream.push(seq[:, t])) is not None]
+    assert got.tolist() == [list(r) for r in ref] and len(ref) == 9
+
+
+@needs_shared
+def test_host_engine_is_bit_exact_on_real_recordings(builds, tmp_path):
+    convert_yoyo(SHARED / "yoyo-k5", tmp_path / "yoyo")
+    _, w = prepare_windows(tmp_path / "yoyo")
+    q = encode_inputs(w.x)
+    assert len(q) >= 250
+    for key in ("spiking", "pruned"):
+        m, c_dir, _ = builds[key]
+        o = ec.run_harness(c_dir, q)
+        ref = run_windows(m, q)
+        np.testing.assert_array_equal(o, np.concatenate([ref.out, ref.spikes], axis=1))
+
+
+def test_c_engine_equals_int8_engine(model_dir, sim_windows, tmp_path):
+    x = sim_windows.x[:200]
+    for twin in (False, True):
+        c = ec.CEngine(model_dir, twin=twin, cache=tmp_path / "cache")
+        a, b = c.predict(x), Int8Engine(model_dir, twin=twin).predict(x)
+        np.testing.assert_array_equal(a.vo2, b.vo2)
+        np.testing.assert_array_equal(a.vo2max, b.vo2max)
+        assert a.spike_rates == b.spike_rates
+    assert not any(p.suffix in (".c", ".h") for p in model_dir.iterdir())  # nothing written
+
+
+def test_c_folder_of_another_model_is_refused(model_dir, builds, tmp_path):
+    _, twin_dir, twin_report = builds["twin"]
+    with pytest.raises(RunDirError, match="generated from the int8 model with SHA256"):
+        ec.CEngine(model_dir, c_dir=twin_dir, cache=tmp_path / "cache")
+    spiking = load_int_model(model_dir, "int8")
+    with pytest.raises(RunDirError, match=f"{twin_report['fingerprint']}, not {spiking.sha256}"):
+        ec.run_harness(twin_dir, encode_inputs(np.zeros((1, 8, 60))), expect=spiking.sha256)
+    # The matching C folder is accepted (built in the cache, not in the folder given).
+    _, c_dir, _ = builds["spiking"]
+    engine = ec.CEngine(model_dir, c_dir=c_dir, cache=tmp_path / "cache")
+    assert engine.c_dir != c_dir
+
+
+def test_malformed_model_folder_gives_a_clear_error(tmp_path):
+    (tmp_path / "m").mkdir()
+    with pytest.raises(RunDirError, match=r"int8\.json: missing"):
+        ec.CEngine(tmp_path / "m")
+    with pytest.raises(RunDirError, match="not a vo2spike C folder"):
+        ec.c_folder_fingerprint(tmp_path / "m")
+
+
+def test_export_refuses_to_overwrite_without_force(builds, tmp_path):
+    from vo2spike.outputs import OutputExistsError
+
+    m, _, _ = builds["spiking"]
+    out = tmp_path / "c"
+    ec.export_c(m, out)
+    with pytest.raises(OutputExistsError):
+        ec.export_c(m, out)
+    ec.export_c(m, out, force=True)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not an export")
+    with pytest.raises(OutputExistsError):
+        ec.export_c(m, tmp_path / "mine", force=True)
+
+
+@needs_arm
+def test_cortex_m4_under_qemu_equals_the_host_engine(builds, sim_windows):
+    q = encode_inputs(sim_windows.x[:ARM_WINDOWS])
+    for key in ("pruned", "twin"):
+        m, c_dir, report = builds[key]
+        run = ec.run_qemu(ec.build_arm(c_dir), timeout=120)
+        assert run.fingerprint == report["fingerprint"]
+        np.testing.assert_array_equal(run.windows, ec.run_harness(c_dir, q))
+        np.testing.assert_array_equal(run.stream, ec.expected_stream(m, q))
+        assert run.sizes == {k: report["buffers_bytes"][k] for k in ("state", "stream")}
+        assert ec.float_symbols(c_dir) == []
+        sizes = ec.size_report(c_dir)
+        assert sizes["flash_bytes"] <= 32 * 1024 and sizes["ram_bytes"] <= 8 * 1024
+        if key == "pruned":  # the aim: half the budget
+            assert sizes["flash_bytes"] <= 16 * 1024 and sizes["ram_bytes"] <= 4 * 1024
+
+
+@needs_valgrind
+def test_callgrind_instruction_count_is_repeatable(builds, sim_windows):
+    _, c_dir, _ = builds["pruned"]
+    q = encode_inputs(sim_windows.x[:3])
+    first = ec.callgrind_instructions(c_dir, q)
+    assert first == ec.callgrind_instructions(c_dir, q) and 1e5 < first < 1e8
+    e = ec.energy_estimate(first)
+    assert e["ms"] > 0 and e["uJ"] > 0
