@@ -58,7 +58,7 @@ class FineTuneConfig:
     lr: float = 3e-4
     sim_per_real: float = 1.0  # simulated windows added per real window in a batch
     vo2max_loss_weight: float = 1.0
-    grad_clip: float | None = None  # max gradient norm per step; None: no clipping
+    grad_clip: float | None = 1.0  # max gradient norm per step (as in pre-training); None: off
 
 
 @dataclass
