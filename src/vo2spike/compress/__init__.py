@@ -1,0 +1,1 @@
+"""Model compression for the watch: pruning, int8 quantisation, integer engines, energy."""
