@@ -7,7 +7,8 @@ per penalty: spike rate per LIF layer and their mean, VO2 R² / RMSE and VO2max 
 SIMULATED person-disjoint test split; for the penalties named in ``--lopo``, the
 leave-one-person-out VO2 R² on the REAL Yo-Yo recordings (the recipe of
 ``vo2spike.crossval``: fine-tune on the other people's real windows mixed with simulated
-ones, with the same penalty; spiking model only). Writes bench/results/spike_sparsity.{json,md}.
+ones, with the same penalty; spiking model only). Writes bench/results/spike_sparsity.{json,md}
+(``spike_sparsity-seedS.*`` for a seed S > 0).
 Each trained model is kept in ``--work`` and reused by later calls (delete it to retrain).
 About 6 minutes per penalty on 2 cores, 8 more per leave-one-person-out.
 
@@ -54,19 +55,21 @@ def rates_summary(rates: dict[str, float]) -> dict[str, float]:
     return {**rates, "mean": float(np.mean(list(rates.values())))}
 
 
-def lopo_spiking(model: VO2Net, norm: Normalizer, real: Windows, sim_train: Windows,
-                 cfg: FineTuneConfig, seed: int) -> dict:
-    """Leave-one-person-out on ``real``, spiking model only, with the recipe of
-    ``crossval.leave_one_person_out`` (``spiking_real``): per held-out person, fine-tune on
-    the others' real windows mixed with simulated training windows; predict the person.
-    Returns VO2 metrics (mL/min), the per-session VO2max MAPE and the held-out spike rates."""
+def lopo(model: VO2Net, norm: Normalizer, real: Windows, sim_train: Windows,
+         cfg: FineTuneConfig, seed: int, tune=fine_tune) -> dict:
+    """Leave-one-person-out on ``real`` for one model, with the recipe of
+    ``crossval.leave_one_person_out`` (``spiking_real`` / ``twin_real``): per held-out person,
+    ``tune`` (``train.fine_tune``, or ``prune.fine_tune_pruned`` to keep pruned weights zero)
+    on the others' real windows mixed with simulated training windows; predict the person.
+    Returns window VO2 metrics (mL/min), per-session VO2max metrics (the mean of the
+    session's window estimates, mL/min) and the held-out spike rates."""
     person = np.array([str(p) for p in real.person])
     vo2, vo2max = np.zeros(len(real)), np.zeros(len(real))
     rates: dict[str, float] = {}
     for held_out in sorted(set(person)):
         test = person == held_out
         torch.manual_seed(seed)
-        tuned = fine_tune(model, real.subset(~test), sim_train, norm, cfg, seed)
+        tuned = tune(model, real.subset(~test), sim_train, norm, cfg, seed)
         p = predict_windows(tuned, norm, real.x[test])
         vo2[test], vo2max[test] = p.vo2, p.vo2max
         for k, r in p.spike_rates.items():
@@ -75,9 +78,9 @@ def lopo_spiking(model: VO2Net, norm: Normalizer, real: Windows, sim_train: Wind
     idx = np.array([sessions[t] for t in real.id_test])
     est = np.bincount(idx, vo2max) / np.bincount(idx)
     true = np.bincount(idx, real.vo2max) / np.bincount(idx)
-    return {"vo2": regression_metrics(real.vo2, vo2),
+    return {"vo2": regression_metrics(real.vo2, vo2), "vo2max": regression_metrics(true, est),
             "vo2max_mape": regression_metrics(true, est)["mape"],
-            "spike_rates_held_out": rates_summary(rates)}
+            "spike_rates_held_out": rates_summary(rates) if rates else {}}
 
 
 def main() -> None:
@@ -134,13 +137,14 @@ def main() -> None:
         if spec in args.lopo and "lopo" not in r:
             t0 = time.time()
             ft = FineTuneConfig(spike_rate_penalty=weight, spike_rate_target=target)
-            r["lopo"] = lopo_spiking(model, norm, real, train, ft, args.seed)
+            r["lopo"] = lopo(model, norm, real, train, ft, args.seed)
             r["lopo_seconds"] = round(time.time() - t0)
         cache.write_text(json.dumps(r, indent=2) + "\n")
         results["penalties"][spec] = r
         print(spec, json.dumps(r), flush=True)
-    (out / "spike_sparsity.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "spike_sparsity.md").write_text(render(results) + "\n")
+    stem = "spike_sparsity" + (f"-seed{args.seed}" if args.seed else "")
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(render(results) + "\n")
     print(render(results))
 
 

@@ -26,6 +26,10 @@ only, rescaling an int32 result to int8 for the next layer):
   for int8 a requantisation of layer 1's outputs; read-out: the time sum of layer 2's
   outputs (64 x T adds, or one per non-zero output when skipping) and both heads.
 
+Arithmetic only: memory traffic (fetching weights and activations, which on a
+microcontroller costs more than the arithmetic) and the indexing overhead of event-driven
+(spike) or zero-skipping accumulation are not counted.
+
 Activity can come from the float model (:func:`layer_activity`) or from an integer engine:
 arrays of shape (N, 64) per layer holding, per window and neuron, the number of time steps
 with a spike (or a non-zero twin activation).
@@ -256,7 +260,8 @@ def energy_table(report: dict) -> str:
     verdict against the int8 twin and the break-even spike rate."""
     r = report
     lines = ["Energy per operation (45 nm, Horowitz ISSCC 2014) and what each counted "
-             "operation is charged as:", "",
+             "operation is charged as (arithmetic only: memory traffic and the indexing of "
+             "sparse, event-driven accumulation are not counted):", "",
              "| operation | pJ |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r["op_energy_pj"].items()]
     lines += ["", "| counted as | float engine | int8 engine |", "|---|---|---|"]

@@ -155,7 +155,8 @@ def prune_and_fine_tune(model: VO2Net, norm: Normalizer, sim_train: Windows, sim
     return make_permanent(masked).eval()
 
 
-def _scores(model: VO2Net, norm: Normalizer, test: Windows) -> dict:
+def score_model(model: VO2Net, norm: Normalizer, test: Windows) -> dict:
+    """VO2 R² and RMSE (mL/min), VO2max R² and MAPE (%) and spike rates on ``test``."""
     p = predict_windows(model, norm, test.x)
     m, _ = score(test, p.vo2, p.vo2max)
     rates = {f"spike_rate_{k}": v for k, v in p.spike_rates.items()}
@@ -168,23 +169,27 @@ def sparsity_sweep(models: dict[str, VO2Net], norm: Normalizer, sim_train: Windo
                    sim_val: Windows, sim_test: Windows, sparsities=SWEEP_SPARSITIES,
                    real: Windows | None = None, train_cfg: TrainConfig | None = None,
                    fine_tune_cfg: FineTuneConfig | None = None, seed: int = 0,
-                   epochs: int = FINETUNE_EPOCHS) -> list[dict]:
-    """Accuracy against sparsity on the simulated test split: for each model (name ->
-    float model, e.g. ``{"spiking": snn, "twin": twin}``) a row at sparsity 0 (the model
-    itself) and one per sparsity after :func:`prune_and_fine_tune`. Rows: model, sparsity
-    (requested and measured), VO2 R² and RMSE (mL/min), VO2max R² and MAPE (%), spike rates,
-    seconds of pruning + fine-tuning."""
+                   epochs: int = FINETUNE_EPOCHS,
+                   references: dict[str, VO2Net] | None = None) -> list[dict]:
+    """Accuracy against sparsity on the simulated test split: for each model (name -> float
+    model to prune, e.g. ``{"spiking": snn, "twin": twin}``) a row at sparsity 0 and one per
+    sparsity after :func:`prune_and_fine_tune`. The sparsity-0 row scores
+    ``references[name]`` if given (for a run fine-tuned on real recordings: prune its
+    simulation-only weights, compare with its fine-tuned ones), else the model itself.
+    Rows: model, sparsity (requested and measured), VO2 R² and RMSE (mL/min), VO2max R² and
+    MAPE (%), spike rates, seconds of pruning + fine-tuning."""
     rows = []
     for name, model in models.items():
-        rows.append({"model": name, "sparsity": 0.0, "measured_sparsity": sparsity(model),
-                     **_scores(model, norm, sim_test), "seconds": 0.0})
+        ref = (references or {}).get(name, model)
+        rows.append({"model": name, "sparsity": 0.0, "measured_sparsity": sparsity(ref),
+                     **score_model(ref, norm, sim_test), "seconds": 0.0})
         for amount in sparsities:
             t0 = time.time()
             pruned = prune_and_fine_tune(model, norm, sim_train, sim_val, real, amount,
                                          train_cfg, fine_tune_cfg, seed, epochs)
             rows.append({"model": name, "sparsity": float(amount),
                          "measured_sparsity": sparsity(pruned),
-                         **_scores(pruned, norm, sim_test),
+                         **score_model(pruned, norm, sim_test),
                          "seconds": round(time.time() - t0, 1)})
     return rows
 
