@@ -54,7 +54,7 @@ from vo2spike.pipeline import REPO, SHARED_DEMOGRAPHICS, SHARED_YOYO
 from vo2spike.train import fine_tune, save_weights, train_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from spike_sparsity import lopo, parse_penalty  # noqa: E402
+from spike_sparsity import lopo  # noqa: E402
 
 MODELS = ("spiking", "twin")
 
@@ -63,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--penalty", default="0", help="spike-rate penalty WEIGHT[@TARGET]")
+    ap.add_argument("--penalty", default="0", help="spike-rate penalty of the training")
     ap.add_argument("--epochs", type=int, default=8, help="masked fine-tuning epochs")
     ap.add_argument("--epochs-grid", type=int, nargs="*", default=[0, 2, 4, 8])
     ap.add_argument("--sparsities", type=float, nargs="*", default=[0.5, 0.7, 0.8, 0.9, 0.95])
@@ -79,7 +79,6 @@ def main() -> None:
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    weight, target = parse_penalty(args.penalty)
     tag = f"seed{args.seed}-n{args.n_tests or 'all'}-p{args.penalty}"
     stem = "prune_sparsity" + (f"-p{args.penalty}" if args.penalty != "0" else "") + (
         f"-seed{args.seed}" if args.seed else "")
@@ -91,8 +90,8 @@ def main() -> None:
     sim = prepared[1]
     run = args.work / f"run-{tag}"
     quick = {"epochs": 1} if args.quick else {}
-    tcfg = TrainConfig(spike_rate_penalty=weight, spike_rate_target=target, **quick)
-    ftcfg = FineTuneConfig(spike_rate_penalty=weight, spike_rate_target=target, **quick)
+    tcfg = TrainConfig(spike_rate_penalty=float(args.penalty), **quick)
+    ftcfg = FineTuneConfig(spike_rate_penalty=float(args.penalty), **quick)
     if not (run / "metrics.json").exists():
         train_run(sim_dir, run, tcfg, seed=args.seed, force=True, prepared=prepared)
     floats: dict[str, VO2Net] = {}

@@ -1,8 +1,8 @@
 """Benchmark: accuracy against mean spike rate, for several spike-rate penalties.
 
 Simulates the cohort of the real Malaga demographics (mixed protocols, as ``vo2spike run``
-does), trains the spiking model with each penalty (``TrainConfig.spike_rate_penalty``,
-optionally a hinge ``spike_rate_target``) on the same split and initialisation, and reports
+does), trains the spiking model with each penalty (``TrainConfig.spike_rate_penalty``: loss +=
+penalty x mean spike rate) on the same split and initialisation, and reports
 per penalty: spike rate per LIF layer and their mean, VO2 R² / RMSE and VO2max R² on the
 SIMULATED person-disjoint test split; for the penalties named in ``--lopo``, the
 leave-one-person-out VO2 R² on the REAL Yo-Yo recordings (the recipe of
@@ -12,11 +12,10 @@ ones, with the same penalty; spiking model only). Writes bench/results/spike_spa
 Each trained model is kept in ``--work`` and reused by later calls (delete it to retrain).
 About 6 minutes per penalty on 2 cores, 8 more per leave-one-person-out.
 
-    .venv/bin/python bench/spike_sparsity.py [--penalties 0 0.3 1 1@0.08 ...] \
-        [--lopo 0 0.3] [--seed S]
+    .venv/bin/python bench/spike_sparsity.py [--penalties 0 0.3 1 2 3 10] [--lopo 0 2] \
+        [--seed S] [--threads 1]
 
-A penalty is ``WEIGHT`` (loss += WEIGHT x mean rate) or ``WEIGHT@TARGET`` (loss += WEIGHT x
-max(0, mean rate - TARGET)); rates are fractions of neuron-steps (0..1).
+Rates are fractions of neuron-steps that fire (0..1).
 """
 
 from __future__ import annotations
@@ -42,12 +41,6 @@ from vo2spike.metrics import regression_metrics, score
 from vo2spike.model.net import ModelConfig, VO2Net
 from vo2spike.pipeline import REPO, SHARED_DEMOGRAPHICS, SHARED_YOYO
 from vo2spike.train import fine_tune, fit, save_weights
-
-
-def parse_penalty(spec: str) -> tuple[float, float]:
-    """``"W"`` -> (W, 0.0); ``"W@T"`` -> (W, T)."""
-    weight, _, target = spec.partition("@")
-    return float(weight), float(target or 0.0)
 
 
 def rates_summary(rates: dict[str, float]) -> dict[str, float]:
@@ -111,8 +104,7 @@ def main() -> None:
     results = {"simulated": sim_ds.source["kind"], "real": real_ds.source["kind"],
                "seed": args.seed, "n_tests": int(sim.tests.shape[0]), "penalties": {}}
     for spec in args.penalties:
-        weight, target = parse_penalty(spec)
-        tcfg = TrainConfig(spike_rate_penalty=weight, spike_rate_target=target)
+        tcfg = TrainConfig(spike_rate_penalty=float(spec))
         tag = f"seed{args.seed}-n{args.n_tests or 'all'}-p{spec}"
         weights, cache = args.work / f"model-{tag}.safetensors", args.work / f"result-{tag}.json"
         r = json.loads(cache.read_text()) if cache.exists() else {}
@@ -136,7 +128,7 @@ def main() -> None:
                  spike_rates_real=rates_summary(predict_windows(model, norm, real.x).spike_rates))
         if spec in args.lopo and "lopo" not in r:
             t0 = time.time()
-            ft = FineTuneConfig(spike_rate_penalty=weight, spike_rate_target=target)
+            ft = FineTuneConfig(spike_rate_penalty=float(spec))
             r["lopo"] = lopo(model, norm, real, train, ft, args.seed)
             r["lopo_seconds"] = round(time.time() - t0)
         cache.write_text(json.dumps(r, indent=2) + "\n")
@@ -157,7 +149,7 @@ def render(results: dict) -> str:
              f"Yo-Yo recordings ({results['real']}), fine-tuned with the same penalty. Rates: "
              "fraction of neuron-steps that fire (test split; REAL: held-out people after "
              "fine-tuning).", "",
-             "| penalty (weight@target) | LIF1 rate | LIF2 rate | mean rate | VO2 R² | "
+             "| penalty | LIF1 rate | LIF2 rate | mean rate | VO2 R² | "
              "ΔVO2 R² (points) | VO2 RMSE (mL/min) | VO2max R² | mean rate, REAL sim-only | "
              "REAL LOPO VO2 R² | REAL LOPO VO2 RMSE | REAL LOPO mean rate | best epoch |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -21,7 +21,7 @@ from vo2spike.data.split import split_by_person, split_masks
 from vo2spike.data.windows import prepare_windows
 from vo2spike.inference import predict_windows
 from vo2spike.model.net import ModelConfig, VO2Net
-from vo2spike.train import SpikePenalty, fine_tune, fit, loss_fn, spike_rate_loss
+from vo2spike.train import fine_tune, fit, loss_fn, spike_rate_loss
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_output_rates_are_differentiable_copies_of_the_reported_rates():
     assert twin.spike_rates == {} and twin.spike_rates_grad == {}
 
 
-def test_penalty_zero_leaves_the_loss_bit_identical_and_weights_it_linearly_or_as_hinge():
+def test_penalty_zero_leaves_the_loss_bit_identical_and_adds_penalty_times_mean_rate():
     x, y, ymax = _batch()
     torch.manual_seed(0)
     model = VO2Net(ModelConfig())
@@ -59,16 +59,13 @@ def test_penalty_zero_leaves_the_loss_bit_identical_and_weights_it_linearly_or_a
     out = model(x)
     plain = mse(out.vo2, y) + 0.5 * mse(out.vo2max, ymax)
     assert torch.equal(loss_fn(model, x, y, ymax, 0.5), plain)
-    assert torch.equal(loss_fn(model, x, y, ymax, 0.5, SpikePenalty(0.0, 0.3)), plain)
+    assert torch.equal(loss_fn(model, x, y, ymax, 0.5, 0.0), plain)
     mean_rate = (out.spike_rates["lif1"] + out.spike_rates["lif2"]) / 2
-    got = loss_fn(model, x, y, ymax, 0.5, SpikePenalty(2.0))
-    assert torch.isclose(got, plain + 2.0 * mean_rate)
-    hinge = spike_rate_loss(out.spike_rates_grad, SpikePenalty(2.0, float(mean_rate) - 0.01))
-    assert torch.isclose(hinge, torch.tensor(0.02))
-    assert spike_rate_loss(out.spike_rates_grad, SpikePenalty(2.0, 0.99)) == 0
+    assert torch.isclose(spike_rate_loss(out.spike_rates_grad, 2.0), 2.0 * mean_rate)
+    assert torch.isclose(loss_fn(model, x, y, ymax, 0.5, 2.0), plain + 2.0 * mean_rate)
     # The twin has no spikes: the penalty leaves its loss alone.
     twin = VO2Net(ModelConfig(spiking=False))
-    assert torch.equal(loss_fn(twin, x, y, ymax, 1.0, SpikePenalty(5.0)),
+    assert torch.equal(loss_fn(twin, x, y, ymax, 1.0, 5.0),
                        loss_fn(twin, x, y, ymax, 1.0))
 
 
@@ -77,7 +74,7 @@ def test_penalty_gradient_lowers_the_rate():
     torch.manual_seed(0)
     model = VO2Net(ModelConfig())
     out = model(x)
-    spike_rate_loss(out.spike_rates_grad, SpikePenalty(1.0)).backward()
+    spike_rate_loss(out.spike_rates_grad, 1.0).backward()
     g = model.layer2.fc.bias.grad  # more current into LIF2, more LIF2 spikes
     assert g is not None and (g >= 0).all() and g.sum() > 0
 
@@ -105,18 +102,17 @@ def test_positive_penalty_lowers_the_spike_rate_in_fit_and_fine_tune(windows, tm
 
 def test_penalty_is_stored_in_the_run_config(run_dir, tmp_path):
     config = load_config(run_dir)
-    assert config.train.spike_rate_penalty == 0.0 and config.train.spike_rate_target == 0.0
-    config.train = dataclasses.replace(config.train, spike_rate_penalty=0.3,
-                                       spike_rate_target=0.05)
+    assert config.train.spike_rate_penalty == 0.0
+    config.train = dataclasses.replace(config.train, spike_rate_penalty=0.3)
     config.fine_tune = FineTuneRecord(FineTuneConfig(spike_rate_penalty=0.3), {"kind": "real"},
                                       10, ["a"])
     save_config(tmp_path, config)
     back = load_config(tmp_path)
-    assert back.train.spike_rate_penalty == 0.3 and back.train.spike_rate_target == 0.05
+    assert back.train.spike_rate_penalty == 0.3
     assert back.fine_tune.config.spike_rate_penalty == 0.3
     # A config written before the penalty existed still loads, with no penalty.
     d = config_to_dict(config)
     for section in (d["train"], d["fine_tune"]["config"]):
-        del section["spike_rate_penalty"], section["spike_rate_target"]
+        del section["spike_rate_penalty"]
     old = config_from_dict(d)
     assert old.train.spike_rate_penalty == 0.0 == old.fine_tune.config.spike_rate_penalty

@@ -45,10 +45,9 @@ class TrainConfig:
     patience: int = 6  # epochs without a better validation loss before stopping
     vo2max_loss_weight: float = 1.0  # loss = MSE(VO2) + w * MSE(VO2max), standardised units
     grad_clip: float = 1.0  # max gradient norm per step
-    # loss += penalty x max(0, mean spike rate of the LIF layers - target), the rate being
-    # the fraction of neuron-steps that fire (0..1) in the batch; spiking models only
-    spike_rate_penalty: float = 0.0  # 0: no penalty
-    spike_rate_target: float = 0.0  # 0: the penalty is linear in the rate
+    # loss += penalty x mean spike rate of the LIF layers (the fraction of neuron-steps that
+    # fire in the batch, 0..1); spiking models only; 0: no penalty
+    spike_rate_penalty: float = 0.0
 
 
 @dataclass
@@ -64,7 +63,6 @@ class FineTuneConfig:
     vo2max_loss_weight: float = 1.0
     grad_clip: float | None = None  # max gradient norm per step; None: no clipping
     spike_rate_penalty: float = 0.0  # as TrainConfig.spike_rate_penalty
-    spike_rate_target: float = 0.0  # as TrainConfig.spike_rate_target
 
 
 @dataclass

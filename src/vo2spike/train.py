@@ -47,46 +47,30 @@ from vo2spike.outputs import MARKER, OutputExistsError, prepare_output_dir, writ
 log = logging.getLogger("vo2spike")
 
 
-@dataclasses.dataclass(frozen=True)
-class SpikePenalty:
-    """Spike-rate penalty: ``weight x max(0, mean rate - target)``, the mean rate being the
-    fraction of neuron-steps that fire over both LIF layers (0..1). Weight 0: none."""
-
-    weight: float = 0.0
-    target: float = 0.0
-
-    @classmethod
-    def of(cls, cfg: TrainConfig | FineTuneConfig) -> SpikePenalty:
-        """The penalty a training or fine-tuning configuration asks for."""
-        return cls(cfg.spike_rate_penalty, cfg.spike_rate_target)
-
-
-def spike_rate_loss(rates: dict[str, torch.Tensor], penalty: SpikePenalty) -> torch.Tensor:
-    """The penalty term (scalar) for differentiable per-layer rates (``Output.spike_rates_grad``).
-
-    Both LIF layers have the same number of neurons, so the mean of the layer rates is the
-    rate over all neuron-steps."""
-    mean_rate = torch.stack(list(rates.values())).mean()
-    return penalty.weight * torch.clamp(mean_rate - penalty.target, min=0.0)
+def spike_rate_loss(rates: dict[str, torch.Tensor], penalty: float) -> torch.Tensor:
+    """The penalty term (scalar): ``penalty`` x the mean of the per-layer spike rates
+    (``Output.spike_rates_grad``, differentiable). Both LIF layers have the same number of
+    neurons, so that is the fraction of all neuron-steps that fire."""
+    return penalty * torch.stack(list(rates.values())).mean()
 
 
 def loss_fn(model: VO2Net, x: torch.Tensor, y: torch.Tensor, ymax: torch.Tensor,
-            vo2max_weight: float, penalty: SpikePenalty = SpikePenalty()) -> torch.Tensor:
+            vo2max_weight: float, spike_rate_penalty: float = 0.0) -> torch.Tensor:
     """MSE of window VO2 plus ``vo2max_weight`` x MSE of VO2max (standardised units), plus
-    the spike-rate penalty for spiking models."""
+    ``spike_rate_penalty`` x the mean spike rate for spiking models."""
     out = model(x)
     mse = torch.nn.functional.mse_loss
     loss = mse(out.vo2, y) + vo2max_weight * mse(out.vo2max, ymax)
-    if penalty.weight and out.spike_rates_grad:  # weight 0: the loss is left untouched
-        loss = loss + spike_rate_loss(out.spike_rates_grad, penalty)
+    if spike_rate_penalty and out.spike_rates_grad:  # 0: the loss is left untouched
+        loss = loss + spike_rate_loss(out.spike_rates_grad, spike_rate_penalty)
     return loss
 
 
 def train_step(model: VO2Net, optim: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                ymax: torch.Tensor, vo2max_weight: float, grad_clip: float | None,
-               penalty: SpikePenalty = SpikePenalty()) -> float:
+               spike_rate_penalty: float = 0.0) -> float:
     """One optimisation step on a batch (pre-training and fine-tuning alike); the loss."""
-    loss = loss_fn(model, x, y, ymax, vo2max_weight, penalty)
+    loss = loss_fn(model, x, y, ymax, vo2max_weight, spike_rate_penalty)
     optim.zero_grad()
     loss.backward()
     if grad_clip is not None:
@@ -97,11 +81,12 @@ def train_step(model: VO2Net, optim: torch.optim.Optimizer, x: torch.Tensor, y: 
 
 @torch.no_grad()
 def _eval_loss(model: VO2Net, x, y, ymax, vo2max_weight: float,
-               penalty: SpikePenalty = SpikePenalty(), bs: int = 1024) -> float:
+               spike_rate_penalty: float = 0.0, bs: int = 1024) -> float:
     """Validation loss, the penalty included: early stopping weighs the same objective."""
     model.eval()
     total = sum(float(loss_fn(model, x[i:i + bs], y[i:i + bs], ymax[i:i + bs], vo2max_weight,
-                              penalty)) * len(x[i:i + bs]) for i in range(0, len(x), bs))
+                              spike_rate_penalty)) * len(x[i:i + bs])
+                for i in range(0, len(x), bs))
     return total / len(x)
 
 
@@ -147,7 +132,7 @@ def fit(model: VO2Net, train: Windows, val: Windows, norm: Normalizer, cfg: Trai
     ``checkpoint`` if it exists. Returns the history and best epoch."""
     x, y, ymax = _tensors(norm, train)
     xv, yv, ymaxv = _tensors(norm, val)
-    penalty = SpikePenalty.of(cfg)
+    penalty = cfg.spike_rate_penalty
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     meta = {"epoch": -1, "best_epoch": -1, "best_val": float("inf"), "bad_epochs": 0,
             "history": []}
@@ -207,7 +192,7 @@ def fine_tune(model: VO2Net, real: Windows, sim: Windows, norm: Normalizer,
                               generator=gen)
             train_step(model, optim, torch.cat([x[idx], xs[j]]), torch.cat([y[idx], ys[j]]),
                        torch.cat([ymax[idx], ymaxs[j]]), cfg.vo2max_loss_weight, cfg.grad_clip,
-                       SpikePenalty.of(cfg))
+                       cfg.spike_rate_penalty)
     model.eval()
     return model
 
