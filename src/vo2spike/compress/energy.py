@@ -61,11 +61,16 @@ OP_ENERGY_PJ: dict[str, float] = {
 #: spike's accumulate adds an int8 weight into an int32 membrane (an int32 add, 0.1 pJ); adds
 #: and compares are int32; the leak and the requantisation are int32 multiplies (a
 #: fixed-point scale; conservative: a shift-and-add leak would cost about 2 int32 adds).
+#: int8_shift_leak: a what-if for an engine whose leak is U -= U >> k (beta = 1 - 2^-k, not
+#: the trained 0.9): the leak costs a shift and a subtract, charged as 2 int32 adds.
 CHARGES: dict[str, dict[str, tuple[str, ...]]] = {
     "float": {"mac": ("fp32_mult", "fp32_add"), "ac": ("fp32_add",), "add": ("fp32_add",),
               "mult": ("fp32_mult",), "requant": ()},
     "int8": {"mac": ("int8_mult", "int32_add"), "ac": ("int32_add",), "add": ("int32_add",),
              "mult": ("int32_mult",), "requant": ("int32_mult",)},
+    "int8_shift_leak": {"mac": ("int8_mult", "int32_add"), "ac": ("int32_add",),
+                        "add": ("int32_add",), "mult": ("int32_add", "int32_add"),
+                        "requant": ("int32_mult",)},
 }
 OPS = ("mac", "ac", "add", "mult", "requant")
 #: Parts of the network; "spiking layers" = layer1 + layer2 + readout.
@@ -203,7 +208,7 @@ def break_even_rate(snn: VO2Net, twin_energy_nj: float, precision: str,
 def energy_report(snn: VO2Net, twin: VO2Net, norm: Normalizer | None = None,
                   x: np.ndarray | None = None, snn_activity: dict[str, np.ndarray] | None = None,
                   twin_activity: dict[str, np.ndarray] | None = None,
-                  precisions: tuple[str, ...] = ("float", "int8")) -> dict:
+                  precisions: tuple[str, ...] = tuple(CHARGES)) -> dict:
     """Operations and energy per window (mean over windows) of the spiking model and its
     twin, from raw windows ``x`` (N, 8, T) run through the float models, or from activity
     counts of an engine (``snn_activity`` / ``twin_activity``: {"layer1", "layer2"} ->
@@ -264,10 +269,12 @@ def energy_table(report: dict) -> str:
              "sparse, event-driven accumulation are not counted):", "",
              "| operation | pJ |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in r["op_energy_pj"].items()]
-    lines += ["", "| counted as | float engine | int8 engine |", "|---|---|---|"]
+    precs = list(r["charges"])
+    lines += ["", "| counted as | " + " | ".join(f"{p} engine" for p in precs) + " |",
+              "|---|" + "---|" * len(precs)]
     for op in OPS:
-        lines.append(f"| {op} | {r['charges']['float'][op]} ({op_energy_pj(op, 'float'):.2f}"
-                     f" pJ) | {r['charges']['int8'][op]} ({op_energy_pj(op, 'int8'):.2f} pJ) |")
+        lines.append(f"| {op} | " + " | ".join(
+            f"{r['charges'][p][op]} ({op_energy_pj(op, p):.2f} pJ)" for p in precs) + " |")
     s = r["spike_rates"]
     lines += ["", f"Per window ({r['steps']} steps, mean over {r['windows']} windows); spike "
               f"rates LIF1 {s['layer1']:.3f}, LIF2 {s['layer2']:.3f} (mean {s['mean']:.3f}); "
@@ -282,21 +289,24 @@ def energy_table(report: dict) -> str:
         for p, c in parts.items():
             lines.append(f"| {names[k]} | {p} | {c['mac']:,.0f} | {c['ac']:,.0f} | "
                          f"{c['add']:,.0f} | {c['mult']:,.0f} | {c['requant']:,.0f} |")
-    lines += ["", "| model | float: spiking layers (nJ) | float: whole network (nJ) | "
-              "int8: spiking layers (nJ) | int8: whole network (nJ) |", "|---|---|---|---|---|"]
     e = r["energy_nj"]
+    lines += ["", "Energy per window (nJ): spiking layers (LIF1 + LIF2 + read-out, or the twin's "
+              "two Linear + ReLU layers + read-out) / whole network (TCN included).", "",
+              "| model | " + " | ".join(f"{p}: spiking layers | {p}: whole network"
+                                        for p in e) + " |",
+              "|---|" + "---|---|" * len(e)]
     for k in r["counts"]:
-        cells = [f"{e[p][k][part]:.1f}" for p in ("float", "int8") if p in e
-                 for part in ("spiking_layers", "total")]
+        cells = [f"{e[p][k][part]:.1f}" for p in e for part in ("spiking_layers", "total")]
         lines.append(f"| {names[k]} | " + " | ".join(cells) + " |")
     lines.append("")
     for prec in e:
         snn, twin = e[prec]["snn"]["spiking_layers"], e[prec]["twin_dense"]["spiking_layers"]
         skip = e[prec]["twin_skip_zeros"]["spiking_layers"]
         be = r["break_even_rate"][prec]
-        verdict = "beats" if snn < min(twin, skip) else (
-            "beats the dense but not the zero-skipping" if snn < twin else "does not beat")
-        lines.append(f"- {prec}: the spiking model {verdict} its {prec} ANN twin on the "
+        verdict = "beats its ANN twin, dense and zero-skipping," if snn < min(twin, skip) else (
+            "beats its dense ANN twin but not the zero-skipping one" if snn < twin
+            else "does not beat its ANN twin")
+        lines.append(f"- {prec}: the spiking model {verdict} on the "
                      f"spiking layers ({snn:.1f} nJ against {twin:.1f} dense, {skip:.1f} "
                      f"zero-skipping, per window, at a mean spike rate of {s['mean']:.1%}); "
                      f"break-even spike rate {_rate(be['twin_dense'])} (dense twin), "
