@@ -45,6 +45,9 @@ class TrainConfig:
     patience: int = 6  # epochs without a better validation loss before stopping
     vo2max_loss_weight: float = 1.0  # loss = MSE(VO2) + w * MSE(VO2max), standardised units
     grad_clip: float = 1.0  # max gradient norm per step
+    # loss += penalty x mean spike rate of the LIF layers (the fraction of neuron-steps that
+    # fire in the batch, 0..1); spiking models only; 0: no penalty
+    spike_rate_penalty: float = 0.0
 
 
 @dataclass
@@ -59,6 +62,7 @@ class FineTuneConfig:
     sim_per_real: float = 1.0  # simulated windows added per real window in a batch
     vo2max_loss_weight: float = 1.0
     grad_clip: float | None = 1.0  # max gradient norm per step (as in pre-training); None: off
+    spike_rate_penalty: float = 0.0  # as TrainConfig.spike_rate_penalty
 
 
 @dataclass

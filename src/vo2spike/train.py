@@ -53,18 +53,30 @@ from vo2spike.outputs import (
 log = logging.getLogger("vo2spike")
 
 
+def spike_rate_loss(rates: dict[str, torch.Tensor], penalty: float) -> torch.Tensor:
+    """The penalty term (scalar): ``penalty`` x the mean of the per-layer spike rates
+    (``Output.spike_rates_grad``, differentiable). Both LIF layers have the same number of
+    neurons, so that is the fraction of all neuron-steps that fire."""
+    return penalty * torch.stack(list(rates.values())).mean()
+
+
 def loss_fn(model: VO2Net, x: torch.Tensor, y: torch.Tensor, ymax: torch.Tensor,
-            vo2max_weight: float) -> torch.Tensor:
-    """MSE of window VO2 plus ``vo2max_weight`` x MSE of VO2max (standardised units)."""
+            vo2max_weight: float, spike_rate_penalty: float = 0.0) -> torch.Tensor:
+    """MSE of window VO2 plus ``vo2max_weight`` x MSE of VO2max (standardised units), plus
+    ``spike_rate_penalty`` x the mean spike rate for spiking models."""
     out = model(x)
     mse = torch.nn.functional.mse_loss
-    return mse(out.vo2, y) + vo2max_weight * mse(out.vo2max, ymax)
+    loss = mse(out.vo2, y) + vo2max_weight * mse(out.vo2max, ymax)
+    if spike_rate_penalty and out.spike_rates_grad:  # 0: the loss is left untouched
+        loss = loss + spike_rate_loss(out.spike_rates_grad, spike_rate_penalty)
+    return loss
 
 
 def train_step(model: VO2Net, optim: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               ymax: torch.Tensor, vo2max_weight: float, grad_clip: float | None) -> float:
+               ymax: torch.Tensor, vo2max_weight: float, grad_clip: float | None,
+               spike_rate_penalty: float = 0.0) -> float:
     """One optimisation step on a batch (pre-training and fine-tuning alike); the loss."""
-    loss = loss_fn(model, x, y, ymax, vo2max_weight)
+    loss = loss_fn(model, x, y, ymax, vo2max_weight, spike_rate_penalty)
     optim.zero_grad()
     loss.backward()
     if grad_clip is not None:
@@ -74,10 +86,13 @@ def train_step(model: VO2Net, optim: torch.optim.Optimizer, x: torch.Tensor, y: 
 
 
 @torch.no_grad()
-def _eval_loss(model: VO2Net, x, y, ymax, vo2max_weight: float, bs: int = 1024) -> float:
+def _eval_loss(model: VO2Net, x, y, ymax, vo2max_weight: float,
+               spike_rate_penalty: float = 0.0, bs: int = 1024) -> float:
+    """Validation loss, the penalty included: early stopping weighs the same objective."""
     model.eval()
-    total = sum(float(loss_fn(model, x[i:i + bs], y[i:i + bs], ymax[i:i + bs], vo2max_weight))
-                * len(x[i:i + bs]) for i in range(0, len(x), bs))
+    total = sum(float(loss_fn(model, x[i:i + bs], y[i:i + bs], ymax[i:i + bs], vo2max_weight,
+                              spike_rate_penalty)) * len(x[i:i + bs])
+                for i in range(0, len(x), bs))
     return total / len(x)
 
 
@@ -123,6 +138,7 @@ def fit(model: VO2Net, train: Windows, val: Windows, norm: Normalizer, cfg: Trai
     ``checkpoint`` if it exists. Returns the history and best epoch."""
     x, y, ymax = _tensors(norm, train)
     xv, yv, ymaxv = _tensors(norm, val)
+    penalty = cfg.spike_rate_penalty
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     meta = {"epoch": -1, "best_epoch": -1, "best_val": float("inf"), "bad_epochs": 0,
             "history": []}
@@ -144,8 +160,8 @@ def fit(model: VO2Net, train: Windows, val: Windows, norm: Normalizer, cfg: Trai
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
             total += train_step(model, optim, x[idx], y[idx], ymax[idx],
-                                cfg.vo2max_loss_weight, cfg.grad_clip) * len(idx)
-        val_loss = _eval_loss(model, xv, yv, ymaxv, cfg.vo2max_loss_weight)
+                                cfg.vo2max_loss_weight, cfg.grad_clip, penalty) * len(idx)
+        val_loss = _eval_loss(model, xv, yv, ymaxv, cfg.vo2max_loss_weight, penalty)
         meta["history"].append({"epoch": epoch + 1, "train_loss": total / len(x),
                                 "val_loss": val_loss})
         if val_loss < meta["best_val"]:
@@ -181,7 +197,8 @@ def fine_tune(model: VO2Net, real: Windows, sim: Windows, norm: Normalizer,
             j = torch.randint(0, len(xs), (int(round(len(idx) * cfg.sim_per_real)),),
                               generator=gen)
             train_step(model, optim, torch.cat([x[idx], xs[j]]), torch.cat([y[idx], ys[j]]),
-                       torch.cat([ymax[idx], ymaxs[j]]), cfg.vo2max_loss_weight, cfg.grad_clip)
+                       torch.cat([ymax[idx], ymaxs[j]]), cfg.vo2max_loss_weight, cfg.grad_clip,
+                       cfg.spike_rate_penalty)
     model.eval()
     return model
 

@@ -45,11 +45,17 @@ class ModelConfig:
 
 @dataclass
 class Output:
-    """Network outputs in standardised target units, plus per-layer spike rates."""
+    """Network outputs in standardised target units, plus per-layer spike rates.
+
+    ``spike_rates``: fraction of neuron-steps that fired per LIF layer (scalars, detached, for
+    reports); ``spike_rates_grad``: the same values attached to the graph (gradients flow
+    through the surrogate), for a spike-rate penalty in the loss. Both empty for the twin.
+    """
 
     vo2: torch.Tensor
     vo2max: torch.Tensor
     spike_rates: dict[str, torch.Tensor] = field(default_factory=dict)
+    spike_rates_grad: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class VO2Net(nn.Module):
@@ -74,10 +80,11 @@ class VO2Net(nn.Module):
         a1 = self.layer1(h)
         a2 = self.layer2(a1)
         rate = a2.mean(dim=1)  # average over time: spike rate per neuron
-        rates = {}
+        rates: dict[str, torch.Tensor] = {}
         if self.config.spiking:
-            rates = {"lif1": a1.detach().mean(), "lif2": a2.detach().mean()}
-        return Output(self.head_vo2(rate).squeeze(-1), self.head_vo2max(rate).squeeze(-1), rates)
+            rates = {"lif1": a1.mean(), "lif2": a2.mean()}  # scalars
+        return Output(self.head_vo2(rate).squeeze(-1), self.head_vo2max(rate).squeeze(-1),
+                      {k: v.detach() for k, v in rates.items()}, rates)
 
 
 def count_parameters(model: nn.Module) -> int:

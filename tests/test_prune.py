@@ -1,0 +1,124 @@
+"""Global magnitude pruning: exact sparsity, global L1 ranking, masks kept through masked
+fine-tuning (fit and fine_tune), permanent zeros, the sweep's table and plot."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from vo2spike.compress.prune import (
+    detach_masked,
+    effective_weight,
+    fine_tune_pruned,
+    is_masked,
+    make_permanent,
+    mask_zeros,
+    prunable,
+    prune_and_fine_tune,
+    prune_global,
+    sparsity,
+    sparsity_sweep,
+    sweep_plot,
+    sweep_table,
+)
+from vo2spike.config import FineTuneConfig, Normalizer, TrainConfig
+from vo2spike.data.split import split_by_person, split_masks
+from vo2spike.data.windows import prepare_windows
+from vo2spike.model.net import ModelConfig, VO2Net
+
+N_PRUNABLE = 16_512  # Conv1d + Linear weights of the default VO2Net
+
+
+@pytest.fixture(scope="module")
+def windows(sim_dir):
+    """Small (train, val, test, normaliser) windows of the simulated cohort."""
+    _, w = prepare_windows(sim_dir)
+    masks = split_masks(w.person, split_by_person(w.person, 0))
+    rng = np.random.default_rng(0)
+    train, val, test = (w.subset(masks[k]) for k in ("train", "val", "test"))
+    train = train.subset(rng.permutation(len(train)) < 192)
+    val = val.subset(rng.permutation(len(val)) < 96)
+    return train, val, test, Normalizer.fit(train)
+
+
+def _model(spiking: bool = True) -> VO2Net:
+    torch.manual_seed(0)
+    return VO2Net(ModelConfig(spiking=spiking))
+
+
+def _zeros(model) -> list[torch.Tensor]:
+    return [effective_weight(m) == 0 for m, _ in prunable(model)]
+
+
+@pytest.mark.parametrize("amount", [0.5, 0.7, 0.95])
+@pytest.mark.parametrize("spiking", [True, False])
+def test_global_pruning_exact_fraction_smallest_magnitudes_rest_untouched(amount, spiking):
+    model = _model(spiking)
+    pruned = prune_global(model, amount)
+    assert is_masked(pruned) and not is_masked(model)
+    assert sum(effective_weight(m).numel() for m, _ in prunable(pruned)) == N_PRUNABLE
+    assert sparsity(pruned) == round(amount * N_PRUNABLE) / N_PRUNABLE
+    assert sparsity(model) == 0.0
+    # Global L1: every pruned weight is no larger than every kept one, over all layers.
+    orig = torch.cat([m.weight.detach().abs().flatten() for m, _ in prunable(model)])
+    gone = torch.cat([z.flatten() for z in _zeros(pruned)])
+    assert orig[gone].max() <= orig[~gone].min()
+    # Biases, BatchNorm and the kept weights are untouched.
+    a, b = model.state_dict(), make_permanent(pruned).state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        if k.endswith("weight") and b[k].dim() > 1:
+            assert torch.equal(b[k][b[k] != 0], a[k][b[k] != 0])
+        else:
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_masked_fit_and_fine_tune_keep_exactly_the_pruned_weights_zero(windows):
+    train, val, test, norm = windows
+    model = _model()
+    masked = prune_global(model, 0.7)
+    masks = [~z for z in _zeros(masked)]
+    before = [effective_weight(m).clone() for m, _ in prunable(masked)]
+    pruned = prune_and_fine_tune(model, norm, train, val, test, 0.7,
+                                 TrainConfig(batch_size=64), FineTuneConfig(epochs=1), seed=0,
+                                 epochs=1)
+    assert not is_masked(pruned) and set(pruned.state_dict()) == set(model.state_dict())
+    after = [m.weight.detach() for m, _ in prunable(pruned)]
+    for keep, w0, w1 in zip(masks, before, after, strict=True):
+        assert torch.equal(w1 != 0, keep)  # exactly the pruned weights are zero
+        assert not torch.equal(w0[keep], w1[keep])  # and the others were fine-tuned
+    assert sparsity(pruned) == round(0.7 * N_PRUNABLE) / N_PRUNABLE
+    # A plain pruned model fine-tuned per fold (leave-one-person-out) keeps its zeros.
+    again = mask_zeros(pruned)
+    assert is_masked(again) and not is_masked(pruned)
+    tuned = fine_tune_pruned(pruned, test, train, norm, FineTuneConfig(epochs=1), 0)
+    assert not is_masked(tuned)
+    for w0, w1 in zip(after, [m.weight.detach() for m, _ in prunable(tuned)], strict=True):
+        assert torch.equal(w1 != 0, w0 != 0)
+    assert not torch.equal(after[-1], tuned.head_vo2max.weight.detach())
+
+
+def test_masked_model_can_be_deep_copied_after_a_training_step(windows):
+    train, val, _, norm = windows
+    masked = prune_global(_model(), 0.5)
+    x = torch.from_numpy(norm.inputs(train.x[:4]))
+    masked(x).vo2.sum().backward()  # weight is now a non-leaf of this graph
+    with pytest.raises(RuntimeError):
+        copy.deepcopy(masked)
+    copied = copy.deepcopy(detach_masked(masked))
+    assert is_masked(copied) and sparsity(copied) == sparsity(masked)
+
+
+def test_sweep_rows_table_and_plot(windows, tmp_path):
+    train, val, test, norm = windows
+    rows = sparsity_sweep({"spiking": _model(), "twin": _model(False)}, norm, train, val, test,
+                          sparsities=(0.8,), train_cfg=TrainConfig(batch_size=96), epochs=1)
+    assert [(r["model"], r["sparsity"]) for r in rows] == [
+        ("spiking", 0.0), ("spiking", 0.8), ("twin", 0.0), ("twin", 0.8)]
+    assert rows[1]["measured_sparsity"] == round(0.8 * N_PRUNABLE) / N_PRUNABLE
+    assert "spike_rate_lif1" in rows[0] and "spike_rate_lif1" not in rows[2]
+    table = sweep_table(rows)
+    assert table.count("\n") == 5 and "| spiking | 80.0% |" in table
+    sweep_plot(rows, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
