@@ -149,3 +149,25 @@ def test_k5_matched_calibration_moves_towards_the_real_recordings():
     assert abs(stats["k5-matched"]["breath_noise_cv"] - 0.078) < \
         abs(stats["foundation"]["breath_noise_cv"] - 0.078)
     assert stats["k5-matched"]["ve_vo2_sub"] > stats["foundation"]["ve_vo2_sub"]
+
+
+#: SHA-256 of small foundation cohorts (measures and truth as float64 bytes), recorded before
+#: the Malaga calibration was added: ``--calibration foundation`` must keep reproducing them.
+FOUNDATION_HASHES = {
+    "ramp": "bca7d3e518860aa93cbdcf636e366035b27806346e40ea27dcc3845fcddcf07d",
+    "steady": "a1d1afc8dca0581c5f01ab502c956d8055b62d90dd98f53d519c5cf73426fb11",
+    "intervals": "d2b75f8923a6d67538cdf7b739ca0db24f97f0787189224733fb920c2c778cbf",
+    "yoyo": "fced05c1f2b497ac8014bc548d83b72bbc7950cc2611ad6cb7203bb5b863f5dd",
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(FOUNDATION_HASHES))
+def test_foundation_calibration_reproduces_the_old_cohort_bit_for_bit(protocol):
+    import hashlib
+
+    demo = synthetic_demographics(8, np.random.default_rng(21))
+    _, measures, truth = simulate_cohort(demo, protocol=protocol, seed=21,
+                                         calibration=FOUNDATION)
+    h = hashlib.sha256(measures.drop(columns=["ID", "ID_test"]).to_numpy(float).tobytes())
+    h.update(truth.drop(columns=["ID_test", "protocol"]).to_numpy(float).tobytes())
+    assert h.hexdigest() == FOUNDATION_HASHES[protocol]
