@@ -30,7 +30,7 @@ from vo2spike.data.windows import prepare_windows
 from vo2spike.train import TrainConfig, train_run
 
 SETTINGS = [("foundation", "ramp"), ("foundation", "mixed"), ("k5-matched", "ramp"),
-            ("k5-matched", "mixed")]
+            ("k5-matched", "mixed"), ("malaga", "ramp"), ("malaga", "mixed")]
 ROWS = ["spiking TCN+LIF (sim + real)", "ANN twin (sim + real)", "spiking, simulation only",
         "ridge on window means (real)", "VE-only linear (real)"]
 METRICS = [("vo2_r2", "{:.3f}"), ("vo2_rmse", "{:.0f}"), ("vo2max_mape", "{:.1f}%")]

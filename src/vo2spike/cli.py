@@ -207,19 +207,35 @@ def cmd_crossval(args: argparse.Namespace) -> None:
 
 
 def cmd_realism(args: argparse.Namespace) -> None:
+    from vo2spike.data.malaga import comparison_plot, malaga_comparisons, malaga_report
     from vo2spike.data.realism import realism_columns, realism_plot, realism_report
     from vo2spike.outputs import atomic_write_text
 
     columns = realism_columns(args.yoyo, n_sim=args.n_sim, seed=args.seed)
     text = realism_report(columns, args.yoyo, args.n_sim, args.seed)
+    malaga, malaga_text = None, ""
+    if args.malaga and Path(args.malaga).is_dir():
+        demo = args.demographics or (SHARED_DEMOGRAPHICS if SHARED_DEMOGRAPHICS.is_file()
+                                     else None)
+        malaga = malaga_comparisons(args.malaga, demo, seed=args.seed)
+        malaga_text = malaga_report(malaga, args.malaga, demo, args.seed)
+    elif args.malaga:
+        malaga_text = f"Malaga aggregates not found at {args.malaga}: comparison skipped.\n"
     if args.out:
         out = Path(args.out)
         check_writable(out, args.force)
-        png = out.with_suffix(".png")
+        png, mpng = out.with_suffix(".png"), out.with_name(f"{out.stem}-malaga.png")
         realism_plot(columns, png)
-        atomic_write_text(out, f"# Simulator vs real recordings\n\n{text}\n![]({png.name})\n")
-        print(f"wrote {out} and {png}")
+        doc = (f"# Simulator vs real recordings\n\n## Yo-Yo sessions (COSMED K5)\n\n{text}\n"
+               f"![]({png.name})\n")
+        if malaga:
+            comparison_plot(malaga, mpng)
+            doc += (f"\n## Graded treadmill tests: the Malaga cohort's aggregates\n\n"
+                    f"{malaga_text}\n![]({mpng.name})\n")
+        atomic_write_text(out, doc)
+        print(f"wrote {out}, {png}" + (f" and {mpng}" if malaga else ""))
     print(text)
+    print(malaga_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,8 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--force", action="store_true")
     cv.set_defaults(func=cmd_crossval)
 
-    re_ = sub.add_parser("realism", help="compare the simulator with real Yo-Yo recordings")
+    re_ = sub.add_parser("realism", help="compare the simulator with real Yo-Yo recordings "
+                                         "and the real Malaga aggregates")
     re_.add_argument("--yoyo", type=Path, default=REPO.parent / "shared/data/yoyo-k5")
+    re_.add_argument("--malaga", type=Path, default=REPO.parent / "shared/data/malaga-aggregates",
+                     help="real Malaga aggregate curves (graded treadmill tests)")
+    re_.add_argument("--demographics", type=Path,
+                     help="subject-info.csv of the simulated ramp cohorts (default: the shared "
+                          "Malaga one when present)")
     re_.add_argument("--n-sim", type=int, default=60, help="simulated tests per protocol")
     re_.add_argument("--seed", type=int, default=0)
     re_.add_argument("--out", type=Path, help="markdown file to write")
