@@ -142,7 +142,16 @@ def test_calibration_meets_the_issue_targets_on_the_real_demographics():
 def test_foundation_is_off_the_targets():
     """The measurement can fail: the foundation cohort (the old simulator) misses them."""
     real = read_aggregates(MALAGA_DIR)
-    demo = read_subject_info(DEMOGRAPHICS).iloc[:300]
+    demo = read_subject_info(DEMOGRAPHICS).iloc[:200]
     demo["ID"] = demo["ID"].astype(str)
     c = simulated_comparison(real, demo, FOUNDATION, seed=0)
     assert c.summary["end_vo2_mae"] > 3 and c.summary["hr_rmse"] > 8
+
+
+def test_realism_command_has_the_malaga_option():
+    from vo2spike.cli import build_parser
+
+    args = build_parser().parse_args(["realism", "--malaga", "somewhere", "--out", "x.md"])
+    assert str(args.malaga) == "somewhere" and args.demographics is None
+    default = build_parser().parse_args(["realism"])
+    assert default.malaga.name == "malaga-aggregates"

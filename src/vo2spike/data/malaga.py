@@ -39,7 +39,6 @@ from vo2spike.data.simulate import (
     simulate_cohort,
     synthetic_demographics,
 )
-from vo2spike.data.windows import resample_to_1hz
 
 CURVES_FILE = "curves_by_max_speed_quintile.csv"
 END_FILE = "end_of_test_vo2_by_max_speed_quintile.csv"
@@ -156,23 +155,34 @@ def graded_start(speed: np.ndarray) -> int | None:
     return start
 
 
+def _interp(grid: np.ndarray, t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(v)
+    return np.interp(grid, t[ok], v[ok]) if ok.sum() >= 2 else np.full(len(grid), np.nan)
+
+
 def graded_test_features(measures: pd.DataFrame, weight_kg: float) -> dict | None:
     """Start, end, top speed, curves and end-of-test VO2 of one test (breath rows in the
-    PhysioNet format); None if it never reaches 4.5 km/h."""
-    b = apply_plausibility_limits(measures, DataReport())
-    hz = resample_to_1hz(b.drop(columns=[c for c in ("ID", "ID_test") if c in b]))
-    speed = hz["Speed"].to_numpy()
+    PhysioNet format, implausible values already NaN); None if it never reaches 4.5 km/h.
+    Signals are linearly interpolated onto whole seconds, as ``resample_to_1hz`` does."""
+    t = measures["time"].to_numpy(dtype=float)
+    grid = np.arange(np.ceil(t.min()), np.floor(t.max()) + 1.0)
+    speed = _interp(grid, t, measures["Speed"].to_numpy(dtype=float))
     start = graded_start(speed)
     if start is None:
         return None
     after = speed[start:]
     top = float(np.nanmax(after))
     end = start + int(np.flatnonzero(after >= top - 0.05)[-1])
-    vo2 = (hz["VO2"] / weight_kg).rolling(VO2_ROLLING_S, min_periods=1).mean().to_numpy()
+    vo2 = _interp(grid, t, measures["VO2"].to_numpy(dtype=float)) / weight_kg
+    c = np.concatenate([[0.0], np.cumsum(vo2)])
+    i = np.arange(len(vo2))
+    lo = np.maximum(i + 1 - VO2_ROLLING_S, 0)
+    rolled = (c[i + 1] - c[lo]) / (i + 1 - lo)  # trailing mean, shorter at the start
     idx = np.arange(start, end + 1, GRID_S)
-    curve = pd.DataFrame({"time_s": idx - start, "vo2": vo2[idx],
-                          "hr": hz["HR"].to_numpy()[idx], "rr": hz["RR"].to_numpy()[idx]})
-    return {"top_speed": top, "duration_s": end - start, "end_vo2": float(vo2[end]),
+    curve = pd.DataFrame({"time_s": idx - start, "vo2": rolled[idx],
+                          "hr": _interp(grid, t, measures["HR"].to_numpy(dtype=float))[idx],
+                          "rr": _interp(grid, t, measures["RR"].to_numpy(dtype=float))[idx]})
+    return {"top_speed": top, "duration_s": end - start, "end_vo2": float(rolled[end]),
             "curve": curve}
 
 
@@ -185,8 +195,10 @@ def cohort_aggregates(subjects: pd.DataFrame, measures: pd.DataFrame,
     running (s; default the 30 s grid up to the longest test).
     """
     weight = subjects.set_index(subjects["ID_test"].astype(str))["Weight"]
+    clean = apply_plausibility_limits(measures[["time", "Speed", "HR", "VO2", "RR"]],
+                                      DataReport())
     rows, curves = [], []
-    for test, g in measures.groupby(measures["ID_test"].astype(str), sort=False):
+    for test, g in clean.groupby(measures["ID_test"].astype(str), sort=False):
         f = graded_test_features(g, float(weight[test]))
         if f is None:
             continue
@@ -302,7 +314,7 @@ def comparison_plot(comparisons: dict[str, Comparison], path) -> None:
     import matplotlib.pyplot as plt
 
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(QUINTILES)))
-    fig, axes = plt.subplots(len(comparisons), 4, figsize=(17, 3.6 * len(comparisons)),
+    fig, axes = plt.subplots(len(comparisons), 4, figsize=(15, 3.3 * len(comparisons)),
                              squeeze=False)
     for row, (name, c) in zip(axes, comparisons.items(), strict=True):
         for ax, (k, (_, label)) in zip(row[:3], SIGNALS.items(), strict=True):
@@ -335,7 +347,7 @@ def comparison_plot(comparisons: dict[str, Comparison], path) -> None:
                  "Malaga aggregates (solid); squares: simulated end-of-test VO2, "
                  "thin lines: real end-of-test VO2", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=70)
+    fig.savefig(path, dpi=55)
     plt.close(fig)
 
 
