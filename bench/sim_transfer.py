@@ -2,8 +2,8 @@
 
 For each simulator setting (calibration x protocol): simulate the cohort of the real Malaga
 demographics, train the spiking model and its twin, then run leave-one-person-out on the
-real Yo-Yo recordings. Writes bench/results/sim_transfer.{json,md}. About 12 minutes on
-2 cores for one seed.
+real Yo-Yo recordings. Writes bench/results/sim_transfer.{json,md}. About 18 minutes on
+2 cores for one seed (six settings: foundation, k5-matched and malaga, each ramp and mixed).
 
 With several ``--seeds`` each setting is repeated with a fresh simulated cohort, split and
 initialisation per seed, and the table gives mean ± SD over the seeds: how much of a

@@ -228,8 +228,8 @@ def cmd_realism(args: argparse.Namespace) -> None:
         realism_plot(columns, png)
         doc = (f"# Simulator vs real recordings\n\n## Yo-Yo sessions (COSMED K5)\n\n{text}\n"
                f"![]({png.name})\n")
-        if malaga:
-            comparison_plot(malaga, mpng)
+        if malaga:  # the plot: before (foundation) and after (malaga); the table has all
+            comparison_plot({n: c for n, c in malaga.items() if n != "k5-matched"}, mpng)
             doc += (f"\n## Graded treadmill tests: the Malaga cohort's aggregates\n\n"
                     f"{malaga_text}\n![]({mpng.name})\n")
         atomic_write_text(out, doc)
