@@ -2,9 +2,11 @@
 
 Every equation and constant is documented, with sources, in ``docs/simulator.md``.
 The pipeline per test: person physiology -> speed protocol (km/h, 1 Hz) -> VO2 demand
-(ACSM running/walking equations) -> first-order VO2 kinetics with a slow component above
+(running and walking cost equations) -> first-order VO2 kinetics with a slow component above
 VT2, capped at VO2max -> VCO2 via RER -> VE via ventilatory equivalents -> RR -> HR with its
 own kinetics and drift -> irregular breath-by-breath sampling with noise and artefacts.
+``Calibration`` holds the constants that differ between the foundation, k5-matched and
+malaga versions.
 """
 
 from __future__ import annotations
@@ -39,10 +41,12 @@ class Calibration:
     ``foundation`` (the first version) and ``k5-matched`` (breath noise, ventilation and
     breathing rate moved towards the real Yo-Yo K5 sessions; measured by leave-one-person-out
     it did not make the simulation-trained model transfer better) share the person and the
-    graded protocol below. ``malaga`` calibrates the person (VO2max, locomotion cost, upright
-    heart rate, breathing pattern, reserve at exhaustion) and the graded protocol to the real
-    Malaga cohort's aggregate curves. The fields after ``own_cv`` default to the foundation
-    values, so the foundation cohort is reproduced bit for bit.
+    graded protocol below. ``malaga`` calibrates the person (VO2max model, walking and running
+    cost, VO2 kinetics above VT1, heart rate, breathing rate), the exhaustion model of the
+    graded test (critical speed and D') and the graded protocol itself to the real Malaga
+    cohort's aggregate curves. The fields after ``own_cv`` default to the foundation values,
+    so the foundation cohort is reproduced bit for bit; each is documented, with its source,
+    in docs/simulator.md.
     """
 
     name: str
@@ -111,7 +115,7 @@ class Physiology:
     hr_rest: float  # bpm
     vt1: float  # fraction of VO2max
     vt2: float  # fraction of VO2max
-    economy: float  # multiplier on the net O2 cost of running (1 = ACSM)
+    economy: float  # multiplier on the net O2 cost of running (1 = running_cost)
     tau_vo2: float  # s
     tau_hr: float  # s
     hr_drift: float  # bpm/min at maximal intensity
