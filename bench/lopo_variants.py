@@ -136,7 +136,7 @@ def main() -> None:
     convert_yoyo(SHARED_YOYO, args.work / "yoyo", force=True)
     real_ds, real = prepare_windows(args.work / "yoyo")
     sim_dir = write_cohort(args.work / "sim-foundation-mixed", demographics_csv=SHARED_DEMOGRAPHICS,
-                           protocol="mixed", seed=args.seed, force=True)
+                           protocol="mixed", seed=args.seed, force=True, calibration="foundation")
     _, sim = prepare_windows(sim_dir)
     truth = pd.read_csv(sim_dir / "truth.csv").set_index("ID_test")["vo2max"]
     truth_vo2max = truth.loc[sim.id_test].to_numpy(dtype=np.float32)

@@ -2,8 +2,8 @@
 
 For each simulator setting (calibration x protocol): simulate the cohort of the real Malaga
 demographics, train the spiking model and its twin, then run leave-one-person-out on the
-real Yo-Yo recordings. Writes bench/results/sim_transfer.{json,md}. About 12 minutes on
-2 cores for one seed.
+real Yo-Yo recordings. Writes bench/results/sim_transfer.{json,md}. About 18 minutes on
+2 cores for one seed (six settings: foundation, k5-matched and malaga, each ramp and mixed).
 
 With several ``--seeds`` each setting is repeated with a fresh simulated cohort, split and
 initialisation per seed, and the table gives mean ± SD over the seeds: how much of a
@@ -32,7 +32,7 @@ from vo2spike.pipeline import REPO, SHARED_DEMOGRAPHICS, SHARED_YOYO
 from vo2spike.train import train_run
 
 SETTINGS = [("foundation", "ramp"), ("foundation", "mixed"), ("k5-matched", "ramp"),
-            ("k5-matched", "mixed")]
+            ("k5-matched", "mixed"), ("malaga", "ramp"), ("malaga", "mixed")]
 METRICS = [("vo2_r2", "{:.3f}"), ("vo2_rmse", "{:.0f}"), ("vo2max_mape", "{:.1f}%")]
 
 

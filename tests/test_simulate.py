@@ -150,3 +150,65 @@ def test_k5_matched_calibration_moves_towards_the_real_recordings():
     assert abs(stats["k5-matched"]["breath_noise_cv"] - 0.078) < \
         abs(stats["foundation"]["breath_noise_cv"] - 0.078)
     assert stats["k5-matched"]["ve_vo2_sub"] > stats["foundation"]["ve_vo2_sub"]
+
+
+#: SHA-256 of small foundation cohorts (measures and the latent physiology as float64 bytes),
+#: recorded before the Malaga calibration was added: ``--calibration foundation`` must keep
+#: reproducing them (truth.csv has gained columns since; the original ones are hashed).
+TRUTH_COLUMNS = ["vo2max", "vo2_rest", "hr_max", "hr_rest", "vt1", "vt2", "economy", "tau_vo2",
+                 "tau_hr", "hr_drift", "rer_rest", "rer_max", "ve_vco2", "ve_vco2_rise",
+                 "rr_rest", "rr_max", "reserve"]
+FOUNDATION_HASHES = {
+    "ramp": "bca7d3e518860aa93cbdcf636e366035b27806346e40ea27dcc3845fcddcf07d",
+    "steady": "a1d1afc8dca0581c5f01ab502c956d8055b62d90dd98f53d519c5cf73426fb11",
+    "intervals": "d2b75f8923a6d67538cdf7b739ca0db24f97f0787189224733fb920c2c778cbf",
+    "yoyo": "fced05c1f2b497ac8014bc548d83b72bbc7950cc2611ad6cb7203bb5b863f5dd",
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(FOUNDATION_HASHES))
+def test_foundation_calibration_reproduces_the_old_cohort_bit_for_bit(protocol):
+    import hashlib
+
+    demo = synthetic_demographics(8, np.random.default_rng(21))
+    _, measures, truth = simulate_cohort(demo, protocol=protocol, seed=21,
+                                         calibration=FOUNDATION)
+    h = hashlib.sha256(measures.drop(columns=["ID", "ID_test"]).to_numpy(float).tobytes())
+    h.update(truth[TRUTH_COLUMNS].to_numpy(float).tobytes())
+    assert h.hexdigest() == FOUNDATION_HASHES[protocol]
+
+
+def test_malaga_person_walking_and_exhaustion():
+    from vo2spike.data.simulate import MALAGA, critical_speed, malaga_ramp
+
+    rng = np.random.default_rng(5)
+    adult = sample_physiology(28, 70, 178, 0, 0.0, rng, MALAGA)
+    rng = np.random.default_rng(5)
+    child = sample_physiology(12, 40, 150, 0, 0.0, rng, MALAGA)
+    rng = np.random.default_rng(5)
+    woman = sample_physiology(28, 60, 165, 1, 0.0, rng, MALAGA)
+    assert child.economy > 1.2 * adult.economy  # children run less economically
+    assert woman.d_prime < adult.d_prime and child.d_prime < adult.d_prime
+    assert woman.vo2max / 60 < adult.vo2max / 70 - 10  # sex gap of the FRIEND norms
+    # Walking cost per kg is higher for a shorter person (Ludlow & Weyand); 5 km/h ~ 14-16.
+    walk = [demand_vo2(np.array([5.0]), p, w)[0] / w for p, w in ((adult, 70), (child, 40))]
+    assert 13 < walk[0] < walk[1] < 18
+    # The graded test ends once D' has been run above critical speed.
+    speed = malaga_ramp(adult, 70, np.random.default_rng(1))
+    top = speed.max()
+    expected = critical_speed(adult, 70) + np.sqrt(432 * adult.d_prime) / 60
+    assert abs(top - expected) < 0.3
+    assert (speed[: np.argmax(speed > 5)] <= 5).all() and (speed == 5).sum() >= 60
+
+
+def test_malaga_vo2_ends_below_vo2max_and_hr_near_hrmax():
+    from vo2spike.data.simulate import MALAGA, malaga_ramp
+
+    rng = np.random.default_rng(3)
+    p = sample_physiology(25, 70, 178, 0, 0.0, rng, MALAGA)
+    speed = malaga_ramp(p, 70, rng)
+    s = simulate_signals(speed, p, 70, rng, cal=MALAGA)
+    end = int(np.argmax(speed)) + int((speed == speed.max()).sum()) - 1
+    assert s["VO2"][end] < p.vo2max  # slow kinetics above VT1: the ramp ends first
+    assert s["VO2"][end] > 0.85 * p.vo2max
+    assert 0.9 * p.hr_max < s["HR"][end] <= p.hr_max

@@ -12,10 +12,21 @@ from pathlib import Path
 from vo2spike.config import RunDirError, TrainConfig
 from vo2spike.data.fetch import PHYSIONET_URL, FetchError, fetch_physionet
 from vo2spike.data.read import SIMULATION_MARKER, DataError
-from vo2spike.data.simulate import CALIBRATIONS, PROTOCOLS, write_cohort
+from vo2spike.data.simulate import (
+    CALIBRATIONS,
+    DEFAULT_CALIBRATION,
+    PROTOCOLS,
+    write_cohort,
+)
 from vo2spike.data.windows import prepare_windows
 from vo2spike.outputs import OutputExistsError, check_writable
-from vo2spike.pipeline import QUICK_TESTS, QUICK_TRAIN, SHARED_YOYO
+from vo2spike.pipeline import (
+    QUICK_TESTS,
+    QUICK_TRAIN,
+    SHARED_DEMOGRAPHICS,
+    SHARED_MALAGA,
+    SHARED_YOYO,
+)
 
 log = logging.getLogger("vo2spike")
 #: Seeds feed numpy, scikit-learn and torch generators: keep them in 0 .. 2**31 - 1.
@@ -157,19 +168,37 @@ def cmd_crossval(args: argparse.Namespace) -> None:
 
 
 def cmd_realism(args: argparse.Namespace) -> None:
+    from vo2spike.data.malaga import comparison_plot, malaga_comparisons, malaga_report
     from vo2spike.data.realism import realism_columns, realism_plot, realism_report
     from vo2spike.outputs import atomic_write_text
 
+    if args.out:  # before the work: the report and its two plots
+        out = Path(args.out)
+        png, mpng = out.with_suffix(".png"), out.with_name(f"{out.stem}-malaga.png")
+        for path in (out, png, mpng):
+            check_writable(path, args.force, inputs=[args.yoyo, args.malaga])
     columns = realism_columns(args.yoyo, n_sim=args.n_sim, seed=args.seed)
     text = realism_report(columns, args.yoyo, args.n_sim, args.seed)
+    malaga, malaga_text = None, ""
+    if args.malaga and Path(args.malaga).is_dir():
+        demo = args.demographics or (SHARED_DEMOGRAPHICS if SHARED_DEMOGRAPHICS.is_file()
+                                     else None)
+        malaga = malaga_comparisons(args.malaga, demo, seed=args.seed)
+        malaga_text = malaga_report(malaga, args.malaga, demo, args.seed)
+    elif args.malaga:
+        malaga_text = f"Malaga aggregates not found at {args.malaga}: comparison skipped.\n"
     if args.out:
-        out = Path(args.out)
-        check_writable(out, args.force)
-        png = out.with_suffix(".png")
         realism_plot(columns, png)
-        atomic_write_text(out, f"# Simulator vs real recordings\n\n{text}\n![]({png.name})\n")
-        print(f"wrote {out} and {png}")
+        doc = (f"# Simulator vs real recordings\n\n## Yo-Yo sessions (COSMED K5)\n\n{text}\n"
+               f"![]({png.name})\n")
+        if malaga:  # the plot: before (foundation) and after (malaga); the table has all
+            comparison_plot({n: c for n, c in malaga.items() if n != "k5-matched"}, mpng)
+            doc += (f"\n## Graded treadmill tests: the Malaga cohort's aggregates\n\n"
+                    f"{malaga_text}\n![]({mpng.name})\n")
+        atomic_write_text(out, doc)
+        print(f"wrote {out}, {png}" + (f" and {mpng}" if malaga else ""))
     print(text)
+    print(malaga_text)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -191,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of tests (default 992, or every row of --demographics)")
     s.add_argument("--demographics", type=Path, help="subject-info.csv whose people to simulate")
     s.add_argument("--protocol", choices=PROTOCOLS, default="ramp")
-    s.add_argument("--calibration", choices=sorted(CALIBRATIONS), default="foundation",
-                   help="simulator constants (see docs/simulator.md, section 5)")
+    s.add_argument("--calibration", choices=sorted(CALIBRATIONS), default=DEFAULT_CALIBRATION,
+                   help=f"simulator constants (default {DEFAULT_CALIBRATION}: calibrated to the "
+                        "real Malaga aggregates; see docs/simulator.md, sections 5-6)")
     s.add_argument("--seed", type=seed_int, default=0)
     s.add_argument("--force", action="store_true", help="replace --out if it exists")
     s.set_defaults(func=cmd_simulate)
@@ -264,8 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--force", action="store_true")
     cv.set_defaults(func=cmd_crossval)
 
-    re_ = sub.add_parser("realism", help="compare the simulator with real Yo-Yo recordings")
+    re_ = sub.add_parser("realism", help="compare the simulator with real Yo-Yo recordings "
+                                         "and the real Malaga aggregates")
     re_.add_argument("--yoyo", type=Path, default=SHARED_YOYO)
+    re_.add_argument("--malaga", type=Path, default=SHARED_MALAGA,
+                     help="real Malaga aggregate curves (graded treadmill tests)")
+    re_.add_argument("--demographics", type=Path,
+                     help="subject-info.csv of the simulated ramp cohorts (default: the shared "
+                          "Malaga one when present)")
     re_.add_argument("--n-sim", type=positive_int, default=60, help="simulated tests per protocol")
     re_.add_argument("--seed", type=seed_int, default=0)
     re_.add_argument("--out", type=Path, help="markdown file to write")

@@ -16,6 +16,7 @@ from vo2spike.data.read import DataReport
 from vo2spike.data.simulate import (
     CALIBRATIONS,
     FOUNDATION,
+    MALAGA,
     Calibration,
     simulate_cohort,
     synthetic_demographics,
@@ -109,7 +110,7 @@ def realism_plot(columns: dict[str, pd.DataFrame], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    fig, axes = plt.subplots(2, 4, figsize=(18, 7))
     for ax, (key, label) in zip(axes.flat, STATS.items(), strict=True):
         data = [df[key].dropna().to_numpy() for df in columns.values()]
         ax.boxplot(data, showfliers=True)
@@ -124,11 +125,12 @@ def realism_plot(columns: dict[str, pd.DataFrame], path) -> None:
 
 def realism_columns(yoyo_root, n_sim: int = 60, seed: int = 0) -> dict[str, pd.DataFrame]:
     """Per-session statistics: the real Yo-Yo sessions; simulated Yo-Yo tests with each
-    calibration; simulated graded (ramp) tests for reference."""
+    calibration; simulated graded (ramp) tests (foundation and malaga) for reference."""
     columns = {"REAL Yo-Yo (COSMED K5)": yoyo_stats(yoyo_root)}
     for cal in CALIBRATIONS.values():
         columns[f"SIMULATED yoyo ({cal.name})"] = simulated_stats("yoyo", n_sim, seed, cal)
     columns["SIMULATED ramp (foundation)"] = simulated_stats("ramp", n_sim, seed)
+    columns["SIMULATED ramp (malaga)"] = simulated_stats("ramp", n_sim, seed, MALAGA)
     return columns
 
 
