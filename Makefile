@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 RUN_ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean system-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# Debian packages for the browser tests, the C engine, the Cortex-M4 build and QEMU.
+system-deps:
+	@bash scripts/system-deps.sh
+
+run: $(STAMP) system-deps
 	$(BIN)/vo2spike run $(RUN_ARGS)
 
-test: $(STAMP)
-	$(BIN)/ruff check src tests
+test: $(STAMP) system-deps
+	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -25,7 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/lopo_variants.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 
 clean:
 	rm -rf $(VENV) runs data .pytest_cache .ruff_cache .hypothesis

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,26 @@ SHARED = REPO.parent / "shared" / "data"
 needs_shared = pytest.mark.skipif(
     not all((SHARED / d).is_dir() for d in ("yoyo-k5", "physionet-treadmill-1.0.1")),
     reason=f"real data not found at {SHARED} (../shared/data beside the repository)")
+
+
+#: Commands the tests of the browser demo, the C engine and the Cortex-M4 build use.
+TOOLS = ("chromium", "gcc", "make", "arm-none-eabi-gcc", "qemu-system-arm", "valgrind")
+
+
+def pytest_sessionstart(session) -> None:
+    """With VO2SPIKE_REQUIRE_TOOLS=1 (CI) a missing tool or missing ../shared/data is an
+    error, not a reason to skip tests."""
+    if os.environ.get("VO2SPIKE_REQUIRE_TOOLS") != "1":
+        return
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if not (SHARED / "yoyo-k5").is_dir():
+        missing.append(str(SHARED))
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("the playwright Python package")
+    if missing:
+        raise pytest.UsageError("VO2SPIKE_REQUIRE_TOOLS=1 but missing: " + ", ".join(missing))
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from vo2spike.predict import predict_dir
 
-    windows, tests = predict_dir(args.data, args.out, model_dir=args.model, force=args.force)
+    windows, tests = predict_dir(args.data, args.out, model_dir=args.model, force=args.force,
+                                 engine=args.engine)
     print(f"wrote {len(windows)} windows of {len(tests)} tests to {args.out}/windows.csv "
           f"and {args.out}/tests.csv")
 
@@ -120,6 +121,16 @@ def cmd_run(args: argparse.Namespace) -> None:
               f"{lopo['n_sessions']} sessions, {lopo['n_windows']} windows). "
               f"Data: {lopo['data_kind']}\n")
         print(lopo_table(lopo["models"]))
+    from vo2spike.compress.workflow import c_summary, compression_table, real_table
+
+    c = result.compression
+    print(f"\nCompressed model ({c['sparsity']:.0%} pruned, int8). Data: "
+          f"{c['data']['simulated'].upper()} test split\n")
+    print(compression_table(c))
+    print("\n" + c_summary(c.get("c_engine")))
+    if c.get("real"):
+        print(f"\nREAL recordings, people held out. Data: {c['data']['real']}\n")
+        print(real_table(c["real"]))
     rates = ", ".join(f"{k} {v:.3f}" for k, v in r["spike_rates"].items())
     print(f"\nspike rates: {rates}; parameters: {r['parameters']['spiking']:,}")
     print(f"run directory: {out} (report: {out / 'evaluation' / 'report.md'}); "
@@ -201,6 +212,102 @@ def cmd_realism(args: argparse.Namespace) -> None:
     print(malaga_text)
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value:g} is out of range: must be in [0, 1)")
+    return value
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    """An argparse type: comma-separated numbers in [0, 1), e.g. 0.5,0.7,0.9."""
+    return tuple(_fraction(t) for t in text.split(",") if t.strip())
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    from vo2spike.compress.workflow import (
+        CompressOptions,
+        c_summary,
+        compress_run,
+        compression_table,
+        real_table,
+    )
+    from vo2spike.config import load_config
+    from vo2spike.inference import DEFAULT_MODEL
+
+    model = args.model or DEFAULT_MODEL
+    data = args.data or Path(load_config(model).data["path"])
+    opts = CompressOptions(sparsity=args.sparsity, real=args.real, sweep=args.sweep or (),
+                           c_engine=not args.no_c)
+    if args.finetune_epochs is not None:
+        opts.finetune_epochs = args.finetune_epochs
+    r = compress_run(model, data, args.out, opts, force=args.force,
+                     say=lambda line: print(line, flush=True))
+    print(f"\nData: {r['data']['simulated'].upper()} test split\n")
+    print(compression_table(r))
+    print("\n" + c_summary(r.get("c_engine")))
+    if r.get("real"):
+        print(f"\nREAL recordings, people held out. Data: {r['data']['real']}\n")
+        print(real_table(r["real"]))
+    print(f"\nwrote {args.out} (report: {Path(args.out) / 'compression.md'}); "
+          f"{r['seconds']:.0f} s")
+
+
+def cmd_export_c(args: argparse.Namespace) -> None:
+    from vo2spike.compress.export_c import describe_export, export_c
+    from vo2spike.inference import DEFAULT_MODEL, compressed_folder
+
+    folder = compressed_folder(args.model or DEFAULT_MODEL)
+    report = export_c(folder, args.out, force=args.force, twin=args.twin)
+    print(describe_export(report))
+    print(f"wrote {args.out}: build with `make -C {args.out}` (host harness) or "
+          f"`make -C {args.out} arm` (Cortex-M4 image for qemu-system-arm)")
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from vo2spike.compress.onnx_export import check_onnx, export_onnx
+    from vo2spike.inference import DEFAULT_MODEL, load_model
+    from vo2spike.outputs import atomic_dir, write_json
+
+    model_dir = args.model or DEFAULT_MODEL
+    model, norm, config = load_model(model_dir, twin=args.twin)
+    inputs = [model_dir] + ([args.data] if args.data else [])
+    check_writable(args.out, args.force, kind="onnx", inputs=inputs)
+    if args.data:
+        _, w = prepare_windows(args.data)
+        x = w.x[np.linspace(0, len(w) - 1, min(len(w), 256)).astype(int)]
+        source = f"{len(x)} windows of {args.data}"
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            cohort = write_cohort(Path(tmp) / "cohort", n_tests=8, protocol="mixed", seed=0)
+            _, w = prepare_windows(cohort)
+        x, source = w.x[:256], f"{min(len(w), 256)} windows of 8 simulated tests"
+    print(f"exporting the {'ANN twin' if args.twin else 'spiking model'} of {model_dir} "
+          "(this traces 60 unrolled steps: about a minute)", flush=True)
+    with atomic_dir(args.out, force=args.force, kind="onnx", inputs=inputs) as tmp:
+        files = export_onnx(model, config.window_s, tmp)
+        write_json(tmp / "normalization.json", {
+            "channels": config.channels, "x_mean": norm.x_mean, "x_std": norm.x_std,
+            "outputs": {"vo2": [norm.vo2_mean, norm.vo2_std],
+                        "vo2max": [norm.vo2max_mean, norm.vo2max_std]},
+            "note": "inputs: (x - x_mean) / x_std per channel; outputs: value * std + mean, "
+                    "mL/min"})
+        check = check_onnx(tmp, model, norm.inputs(x))
+    for name, what in files.items():
+        print(f"{args.out / name}: {what}")
+    print(f"onnxruntime vs PyTorch on {source}: largest difference "
+          f"{check['window_max_abs_diff']:.2g} (window), {check['cell_max_abs_diff']:.2g} "
+          "(cell), in standardised units")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from vo2spike.demo.server import serve
     from vo2spike.inference import DEFAULT_MODEL
@@ -257,6 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", type=Path, help="run directory (default: models/default)")
     pr.add_argument("--data", type=Path, required=True)
     pr.add_argument("--out", type=Path, required=True)
+    pr.add_argument("--engine", choices=["float", "int8", "c"], default="float",
+                    help="float: the PyTorch model; int8: the NumPy integer engine; c: the "
+                         "compiled C engine (both run the compressed model)")
     pr.add_argument("--force", action="store_true")
     pr.set_defaults(func=cmd_predict)
 
@@ -307,6 +417,43 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--out", type=Path, help="markdown file to write")
     re_.add_argument("--force", action="store_true")
     re_.set_defaults(func=cmd_realism)
+
+    co = sub.add_parser("compress", help="prune, quantise to integer-only int8 and measure a "
+                                         "trained run (float vs pruned vs int8 vs C)")
+    co.add_argument("--model", type=Path, help="run directory (default: models/default)")
+    co.add_argument("--data", type=Path,
+                    help="the data it was trained on (default: the path in its config)")
+    co.add_argument("--out", type=Path, required=True, help="compressed model folder")
+    co.add_argument("--sparsity", type=_fraction, default=0.7,
+                    help="fraction of Conv1d and Linear weights pruned (default 0.7)")
+    co.add_argument("--finetune-epochs", type=_int_at_least(0), default=None,
+                    help="most epochs of masked fine-tuning on simulated windows")
+    co.add_argument("--sweep", type=_fractions,
+                    help="also measure accuracy at these sparsities, e.g. 0.5,0.7,0.8,0.9,0.95")
+    co.add_argument("--real", type=Path, help="real recordings the run was fine-tuned on "
+                                              "(default: the path in its config)")
+    co.add_argument("--no-c", action="store_true", help="do not build and run the C engine")
+    co.add_argument("--force", action="store_true")
+    co.set_defaults(func=cmd_compress)
+
+    ec = sub.add_parser("export-c", help="write the compressed model as a C99 engine")
+    ec.add_argument("--model", type=Path,
+                    help="compressed model folder, or a run holding one in compressed/ "
+                         "(default: models/default)")
+    ec.add_argument("--out", type=Path, required=True, help="C folder to write")
+    ec.add_argument("--twin", action="store_true", help="export the int8 ANN twin instead")
+    ec.add_argument("--force", action="store_true")
+    ec.set_defaults(func=cmd_export_c)
+
+    eo = sub.add_parser("export-onnx", help="write the float model as ONNX (window graph and "
+                                            "a one-step cell), checked with onnxruntime")
+    eo.add_argument("--model", type=Path, help="run directory (default: models/default)")
+    eo.add_argument("--out", type=Path, required=True)
+    eo.add_argument("--data", type=Path, help="windows to check onnxruntime on (default: a "
+                                              "small simulated cohort)")
+    eo.add_argument("--twin", action="store_true", help="export the ANN twin instead")
+    eo.add_argument("--force", action="store_true")
+    eo.set_defaults(func=cmd_export_onnx)
 
     dm = sub.add_parser("demo", help="serve the interactive demo page (the whole pipeline, "
                                      "animated, driven by the model)")

@@ -20,6 +20,7 @@ import numpy as np
 
 from vo2spike import __version__
 from vo2spike.data.windows import Windows
+from vo2spike.errors import RunDirError  # also imported from here by callers
 from vo2spike.model.net import ModelConfig
 
 #: Version of the config.json layout; bumped when a field is added, removed or renamed.
@@ -29,10 +30,6 @@ METRICS_FILE = "metrics.json"
 MODEL_FILE, TWIN_FILE = "model.safetensors", "twin.safetensors"
 #: Weights trained on simulation alone, kept when a run is fine-tuned on real recordings.
 SIM_ONLY_FILES = {MODEL_FILE: "sim_only.safetensors", TWIN_FILE: "sim_only_twin.safetensors"}
-
-
-class RunDirError(ValueError):
-    """A run directory (model folder) is missing, unfinished or damaged: names the file."""
 
 
 @dataclass
@@ -73,6 +70,17 @@ class FineTuneRecord:
     data: dict  # the real data's source (kind, path, SHA256), as load_dataset reports it
     n_windows: int
     people: list[str]
+
+
+@dataclass
+class CompressionRecord:
+    """How a compressed model folder was made from a run (``vo2spike compress``)."""
+
+    source: str  # the run directory that was compressed
+    source_weights: dict[str, str]  # its weight files' SHA256 at the time
+    sparsity: float  # fraction of the Conv1d and Linear weights pruned (global, L1)
+    finetune_epochs: int  # most epochs of masked fine-tuning on simulated windows
+    calibration_windows: int  # training windows the int8 activation scales came from
 
 
 @dataclass
@@ -129,6 +137,7 @@ class RunConfig:
     window_s: int  # window length (s at 1 Hz)
     stride_s: int  # window stride (s)
     fine_tune: FineTuneRecord | None = None  # set when fine-tuned on real recordings
+    compression: CompressionRecord | None = None  # set in a compressed model folder
     weights: dict[str, str] = field(default_factory=dict)  # finished weight file -> SHA256
     format_version: int = FORMAT_VERSION
     vo2spike_version: str = __version__

@@ -72,7 +72,7 @@ def leave_one_person_out(run_dir: Path, real: Windows, sim: Windows,
     return out
 
 
-def score_lopo(pred: pd.DataFrame, weights: pd.Series) -> dict:
+def score_lopo(pred: pd.DataFrame, weights: pd.Series, models: list[str] = MODELS) -> dict:
     """Per-window VO2 metrics and per-session VO2max metrics for every model.
 
     A session's VO2max estimate is the mean of its window estimates (as ``predict``
@@ -80,7 +80,7 @@ def score_lopo(pred: pd.DataFrame, weights: pd.Series) -> dict:
     """
     results = {}
     sessions = pred.groupby("ID_test")
-    for m in MODELS:
+    for m in models:
         est = sessions[f"{m}_vo2max"].mean()
         peak = sessions[f"{m}_vo2"].max()
         true = sessions["vo2max"].first()
@@ -130,11 +130,13 @@ def cleaning_table(counts: dict[str, int], n_rows: int) -> str:
 
 def crossval_run(run_dir: Path, real: Windows, real_kind: str, sim: Windows, out: Path,
                  force: bool = False, cfg: FineTuneConfig | None = None,
-                 cleaning: dict | None = None) -> dict:
+                 cleaning: dict | None = None, pred: pd.DataFrame | None = None) -> dict:
     """Run LOPO and write ``out/`` (metrics.json, predictions.csv, report.md, plot).
 
-    ``cleaning`` ({"rows": n, "counts": {rule: n}}) is the real data's cleaning report."""
-    pred = leave_one_person_out(run_dir, real, sim, cfg)
+    ``cleaning`` ({"rows": n, "counts": {rule: n}}) is the real data's cleaning report;
+    ``pred``: the predictions of :func:`leave_one_person_out` when already computed."""
+    if pred is None:
+        pred = leave_one_person_out(run_dir, real, sim, cfg)
     weights = real.tests.set_index("ID_test")["Weight"]
     results = {"data_kind": real_kind, "cleaning": cleaning, "n_people": int(pred["ID"].nunique()),
                "n_sessions": int(pred["ID_test"].nunique()), "n_windows": int(len(pred)),

@@ -133,8 +133,34 @@ class FloatEngine:
 ENGINES: dict[str, Callable[[Path], object]] = {"float": FloatEngine}
 
 
+#: Sub-folder of a run directory holding its compressed model (``vo2spike run`` writes it).
+COMPRESSED_DIR = "compressed"
+INTEGER_ENGINES = ("int8", "c")
+
+
+def compressed_folder(model_dir: Path) -> Path:
+    """The compressed model folder of ``model_dir``: the folder itself when it holds an int8
+    model, else its ``compressed/`` sub-folder."""
+    model_dir = Path(model_dir)
+    for folder in (model_dir, model_dir / COMPRESSED_DIR):
+        if (folder / "int8.json").is_file():
+            return folder
+    if not model_dir.is_dir():
+        raise RunDirError(f"{model_dir}: model folder not found")
+    raise RunDirError(f"{model_dir}: no compressed model (int8.json) here or in "
+                      f"{COMPRESSED_DIR}/; create one with `vo2spike compress`")
+
+
 def load_engine(run_dir: Path | None = None, engine: str = "float"):
-    """The named engine for a model folder (default: the shipped model)."""
+    """The named engine for a model folder (default: the shipped model): ``float`` runs the
+    PyTorch model; ``int8`` (NumPy) and ``c`` (compiled C) run its compressed model."""
+    if engine not in ENGINES and engine in INTEGER_ENGINES:
+        from vo2spike.compress import register_engines
+
+        register_engines(ENGINES)
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    return ENGINES[engine](Path(run_dir) if run_dir else DEFAULT_MODEL)
+        raise ValueError(f"unknown engine {engine!r}; choose from float, int8, c")
+    folder = Path(run_dir) if run_dir else DEFAULT_MODEL
+    if engine in INTEGER_ENGINES:
+        folder = compressed_folder(folder)
+    return ENGINES[engine](folder)

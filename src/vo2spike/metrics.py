@@ -21,6 +21,13 @@ MODEL_LABELS = {
     "spiking_sim": "spiking, simulation only",
     "ridge_real": "ridge on window means (real)",
     "ve_linear_real": "VE-only linear (real)",
+    "pruned": "spiking, pruned (float)",
+    "pruned_int8": "spiking, pruned + int8 (NumPy integer engine)",
+    "pruned_c": "spiking, pruned + int8 (C engine)",
+    "twin_pruned_int8": "ANN twin, pruned + int8",
+    "pruned_real": "spiking, pruned (float; sim + real)",
+    "pruned_int8_real": "spiking, pruned + int8 (sim + real)",
+    "twin_pruned_int8_real": "ANN twin, pruned + int8 (sim + real)",
 }
 
 

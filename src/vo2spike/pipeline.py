@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vo2spike.compress.workflow import COMPRESSED_DIR, CompressOptions, compress_run
 from vo2spike.config import FineTuneConfig, TrainConfig
-from vo2spike.crossval import crossval_run
+from vo2spike.crossval import crossval_run, leave_one_person_out
 from vo2spike.data.k5 import convert_yoyo
 from vo2spike.data.read import MEASURE_FILE, SUBJECT_FILE, Dataset
 from vo2spike.data.simulate import write_cohort
@@ -36,6 +37,7 @@ SCRATCH = REPO / "data"
 #: ``--quick``: a smoke test of the whole pipeline.
 QUICK_TRAIN = {"epochs": 3, "patience": 3}
 QUICK_FINE_TUNE = {"epochs": 2}
+QUICK_COMPRESS = {"finetune_epochs": 1}
 QUICK_TESTS = 120
 
 
@@ -61,6 +63,7 @@ class RunResult:
     out: Path
     evaluation: dict  # evaluate_run's metrics (simulated or real test split)
     lopo: dict | None  # leave-one-person-out on real recordings, if any
+    compression: dict  # compress_run's report (the compressed model in OUT/compressed)
     seconds: float
 
 
@@ -130,20 +133,26 @@ def run_pipeline(opts: RunOptions, say: Callable[[str], None] = print) -> RunRes
     # (force) only by a finished one, and a failed run leaves nothing behind.
     with atomic_dir(out, force=opts.force, kind="run", inputs=inputs) as work:
         train_run(data, work, train_cfg, seed=opts.seed, prepared=prepared)
-        lopo = None
+        lopo, real_prepared, lopo_pred = None, None, None
         if real_dir is not None:
-            real_ds, real_w = prepare_windows(real_dir)
+            real_prepared = real_ds, real_w = prepare_windows(real_dir)
             ft = FineTuneConfig(**(QUICK_FINE_TUNE if opts.quick else {}))
             say(f"real recordings: {real_dir} ({real_ds.source['kind']}); "
                 "leave-one-person-out, then fine-tuning on all of them")
+            lopo_pred = leave_one_person_out(work, real_w, prepared[1], ft)
             lopo = crossval_run(work, real_w, real_ds.source["kind"], prepared[1],
-                                work / REAL_CV_DIR, cfg=ft, cleaning=cleaning_summary(real_ds))
+                                work / REAL_CV_DIR, cfg=ft, cleaning=cleaning_summary(real_ds),
+                                pred=lopo_pred)
             fine_tune_run(work, real_w, real_ds.source, prepared[1], ft)
         evaluation = evaluate_run(work, data, force=True, prepared=prepared,
                                   model_label=str(out))
+        compression = compress_run(work, data, work / COMPRESSED_DIR,
+                                   CompressOptions(**(QUICK_COMPRESS if opts.quick else {})),
+                                   prepared=prepared, real_prepared=real_prepared,
+                                   float_lopo=lopo_pred, say=say)
     if not opts.out:
         latest = out.parent / "latest"
         if latest.is_symlink() or not latest.exists():
             latest.unlink(missing_ok=True)
             latest.symlink_to(out.name)
-    return RunResult(out, evaluation, lopo, time.time() - t0)
+    return RunResult(out, evaluation, lopo, compression, time.time() - t0)

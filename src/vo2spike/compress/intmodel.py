@@ -29,6 +29,8 @@ from typing import NoReturn
 
 import numpy as np
 
+from vo2spike.errors import RunDirError
+
 FORMAT = "vo2spike-int8"
 FORMAT_VERSION = 1
 #: File names of the int8 models in a compressed model folder.
@@ -48,10 +50,8 @@ OUTPUT = {"units": "mL/min", "dtype": "int32", "names": ["vo2", "vo2max"]}
 
 
 def fail(msg: str) -> NoReturn:
-    """Raise vo2spike.config.RunDirError (imported only here, on failure: config imports
-    torch, which the integer engine must not need to run)."""
-    from vo2spike.config import RunDirError
-
+    """Raise RunDirError (from the torch-free vo2spike.errors: the integer engine must run
+    without torch)."""
     raise RunDirError(msg)
 
 

@@ -1,0 +1,435 @@
+"""``vo2spike compress``: prune a trained run, quantise it to integer-only int8, and measure
+what that costs and saves, on the simulated test split and on real people held out.
+
+Recipe (the run's own): the simulation-only weights of the spiking model and of its ANN twin
+are pruned (global L1 magnitude over all Conv1d and Linear weights) and fine-tuned with their
+masks on the simulated training windows; when the run was fine-tuned on real recordings, the
+pruned models are fine-tuned on them the same way (masks kept); the masks are made permanent
+and the models quantised (activation scales calibrated on simulated training windows).
+
+Real people held out: leave-one-person-out exactly as ``vo2spike crossval`` does it for the
+float model, starting from the pruned simulation-only models: in each fold they are
+fine-tuned (masks kept) on the other people's real windows, quantised, and predict the
+held-out person.
+
+The compressed folder is a run directory (``config.json`` with a ``compression`` record,
+pruned float ``model.safetensors`` / ``twin.safetensors``) plus ``int8.*`` / ``int8_twin.*``
+and the report ``compression.md`` / ``compression.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from vo2spike.compress import export_c as ec
+from vo2spike.compress.energy import energy_report, energy_table
+from vo2spike.compress.int_engine import Int8Engine, encode_inputs, predictions, run_windows
+from vo2spike.compress.prune import (
+    DEFAULT_SPARSITY,
+    FINETUNE_EPOCHS,
+    fine_tune_pruned,
+    prune_and_fine_tune,
+    sparsity,
+    sparsity_sweep,
+    sweep_plot,
+    sweep_table,
+)
+from vo2spike.compress.quantize import quantize_folder, quantize_model
+from vo2spike.config import (
+    MODEL_FILE,
+    TWIN_FILE,
+    CompressionRecord,
+    FineTuneConfig,
+    RunConfig,
+    load_config,
+    save_config,
+)
+from vo2spike.crossval import leave_one_person_out, score_lopo
+from vo2spike.data.read import DataError, Dataset
+from vo2spike.data.split import split_masks
+from vo2spike.data.windows import Windows, prepare_windows
+from vo2spike.inference import load_model, predict_windows
+from vo2spike.metrics import label, score
+from vo2spike.model.net import VO2Net, count_parameters
+from vo2spike.outputs import atomic_dir, check_writable, write_json
+from vo2spike.train import save_weights
+
+log = logging.getLogger("vo2spike")
+
+#: Where ``vo2spike run`` puts the compressed model inside a run directory.
+COMPRESSED_DIR = "compressed"
+#: The models compared, by id (labels in vo2spike.metrics.MODEL_LABELS).
+SIM_ROWS = ["spiking", "pruned", "pruned_int8", "pruned_c", "twin", "twin_pruned_int8"]
+REAL_ROWS = ["spiking_real", "pruned_real", "pruned_int8_real", "twin_pruned_int8_real"]
+
+
+@dataclass
+class CompressOptions:
+    """What ``vo2spike compress`` was asked to do."""
+
+    sparsity: float = DEFAULT_SPARSITY  # fraction of Conv1d + Linear weights set to zero
+    finetune_epochs: int = FINETUNE_EPOCHS  # most epochs of masked fine-tuning (simulated)
+    real: Path | None = None  # real recordings; default: those the run was fine-tuned on
+    sweep: tuple[float, ...] = ()  # also measure accuracy at these sparsities
+    c_engine: bool = True  # also run and measure the C engine (needs gcc)
+
+
+def _check_same_data(found: dict, expected: dict, data_dir: Path, what: str) -> None:
+    if found.get("sha256") != expected.get("sha256"):
+        raise DataError(f"{data_dir}: not the {what} this run used ({expected.get('path')}; "
+                        "SHA256 differs); pass that folder")
+
+
+def _int8_predict(model: VO2Net, norm, calibration_x: np.ndarray, x: np.ndarray):
+    m = quantize_model(model, norm, calibration_x)
+    return predictions(m, run_windows(m, encode_inputs(x)))
+
+
+def lopo_compressed(pruned_sim: dict[str, VO2Net], norm, real: Windows, sim_train: Windows,
+                    cfg: FineTuneConfig, seed: int, calibration_x: np.ndarray) -> pd.DataFrame:
+    """Leave-one-person-out of the pruned models: columns ``<id>_vo2``, ``<id>_vo2max`` for
+    pruned_real (float), pruned_int8_real and twin_pruned_int8_real (mL/min)."""
+    person = np.array([str(p) for p in real.person])
+    out = pd.DataFrame({"ID_test": real.id_test, "ID": person, "vo2": real.vo2,
+                        "vo2max": real.vo2max})
+    for held_out in tqdm(sorted(set(person)), desc="leave-one-person-out (compressed)",
+                         leave=False):
+        test = person == held_out
+        for name in ("spiking", "twin"):
+            tuned = fine_tune_pruned(pruned_sim[name], real.subset(~test), sim_train, norm,
+                                     cfg, seed)
+            if name == "spiking":
+                p = predict_windows(tuned, norm, real.x[test])
+                out.loc[test, "pruned_real_vo2"] = p.vo2
+                out.loc[test, "pruned_real_vo2max"] = p.vo2max
+            q = _int8_predict(tuned, norm, calibration_x, real.x[test])
+            key = "pruned_int8_real" if name == "spiking" else "twin_pruned_int8_real"
+            out.loc[test, f"{key}_vo2"], out.loc[test, f"{key}_vo2max"] = q.vo2, q.vo2max
+    return out
+
+
+def _c_measurements(folder: Path, test_x: np.ndarray, int8_out) -> dict:
+    """The C engine on the test windows (bit-exactness with the NumPy engine), its flash and
+    RAM on a Cortex-M4, instructions per window, time and energy at 64 MHz. Whatever needs a
+    missing tool is reported as not measured."""
+    out: dict = {}
+    if shutil.which("gcc") is None or shutil.which("make") is None:
+        return {"skipped": "gcc / make not installed"}
+    engine = ec.CEngine(folder)
+    q = encode_inputs(test_x)
+    o = engine.run(q)
+    out["bit_exact_windows"] = [int((o.out == int8_out.out).all(axis=1).sum()), len(q)]
+    out["predictions"] = predictions(engine.model, o)
+    if shutil.which("arm-none-eabi-gcc"):
+        ec.build_arm(engine.c_dir, test_windows=q[:8])
+        out["sizes"] = ec.size_report(engine.c_dir)
+    else:
+        out["sizes_skipped"] = "arm-none-eabi-gcc not installed"
+    if shutil.which("valgrind"):
+        n = ec.callgrind_instructions(engine.c_dir, q[:16])
+        out["x86_instructions_per_window"] = n
+        out["energy_estimate_64mhz"] = ec.energy_estimate(n)
+        out["instructions_build"] = "host build (gcc -O2, x86-64), valgrind callgrind, " \
+                                    "vo2spike_window only, 16 test windows"
+    else:
+        out["instructions_skipped"] = "valgrind not installed"
+    out["storage_bytes"] = ec.storage_report(engine.model)
+    return out
+
+
+def _model_row(model: VO2Net | None, m: dict, *, nonzero: int, params: int, model_bytes: int,
+               storage: str, spike_rates: dict, energy_nj: float | None,
+               synaptic_ops: float | None) -> dict:
+    return {"sim": m, "nonzero_params": nonzero, "params": params, "model_bytes": model_bytes,
+            "storage": storage, "spike_rates": spike_rates, "energy_nj_per_window": energy_nj,
+            "synaptic_ops_per_window": synaptic_ops}
+
+
+def _nonzero(model: VO2Net) -> int:
+    return int(sum(int((p != 0).sum()) for p in model.state_dict().values()
+                   if p.dtype.is_floating_point))
+
+
+def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions | None = None,
+                 *, force: bool = False, prepared: tuple[Dataset, Windows] | None = None,
+                 real_prepared: tuple[Dataset, Windows] | None = None,
+                 float_lopo: pd.DataFrame | None = None,
+                 say: Callable[[str], None] = print) -> dict:
+    """Prune, quantise and measure a run; write the compressed folder ``out``. Returns the
+    report (what compression.json holds). ``prepared`` / ``real_prepared``: already loaded
+    training data / real recordings; ``float_lopo``: the float models' leave-one-person-out
+    predictions when already computed (``crossval.leave_one_person_out``)."""
+    t0 = time.time()
+    opts = opts or CompressOptions()
+    run_dir, data_dir, out = Path(run_dir), Path(data_dir), Path(out)
+    if not 0.0 <= opts.sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {opts.sparsity}")
+    config = load_config(run_dir)
+    real_dir = None
+    if config.fine_tune is not None:
+        real_dir = Path(opts.real or config.fine_tune.data["path"])
+    inputs = [p for p in (run_dir, data_dir, real_dir) if p is not None]
+    check_writable(out, force, kind="compressed", inputs=inputs)
+    dataset, windows = prepared or prepare_windows(data_dir)
+    _check_same_data(dataset.source, config.data, data_dir, "training data")
+    masks = split_masks(windows.person, config.split)
+    sim_train, sim_val, sim_test = (windows.subset(masks[k]) for k in ("train", "val", "test"))
+    real = None
+    if real_dir is not None:
+        real_ds, real = real_prepared or prepare_windows(real_dir)
+        _check_same_data(real_ds.source, config.fine_tune.data, real_dir, "real recordings")
+    ft_cfg = config.fine_tune.config if config.fine_tune else FineTuneConfig()
+
+    sim_only = {name: load_model(run_dir, twin=name == "twin", sim_only=True)[0]
+                for name in ("spiking", "twin")}
+    final = {name: load_model(run_dir, twin=name == "twin")[0] for name in ("spiking", "twin")}
+    norm = config.normalization
+    say(f"pruning {opts.sparsity:.0%} of the weights (global L1) of the spiking model and "
+        f"its twin, masked fine-tuning (up to {opts.finetune_epochs} epochs)")
+    pruned_sim = {name: prune_and_fine_tune(model, norm, sim_train, sim_val, None,
+                                            opts.sparsity, config.train, ft_cfg, config.seed,
+                                            opts.finetune_epochs)
+                  for name, model in sim_only.items()}
+    pruned = dict(pruned_sim)
+    if real is not None:
+        pruned = {name: fine_tune_pruned(m, real, sim_train, norm, ft_cfg, config.seed)
+                  for name, m in pruned_sim.items()}
+
+    report: dict = {"data": {"simulated": dataset.source["kind"],
+                             "real": real_ds.source["kind"] if real is not None else None},
+                    "sparsity": opts.sparsity, "finetune_epochs": opts.finetune_epochs,
+                    "measured_sparsity": {k: sparsity(m) for k, m in pruned.items()},
+                    "source": str(run_dir), "models": {}}
+    with atomic_dir(out, force=force, kind="compressed", inputs=inputs) as work:
+        cfg = dataclasses.replace(
+            config, weights={MODEL_FILE: save_weights(pruned["spiking"], work / MODEL_FILE),
+                             TWIN_FILE: save_weights(pruned["twin"], work / TWIN_FILE)},
+            compression=CompressionRecord(str(run_dir), dict(config.weights), opts.sparsity,
+                                          opts.finetune_epochs, int(len(sim_train))))
+        save_config(work, cfg)
+        quantize_folder(work, sim_train.x)
+        say("measuring float, pruned, int8 and C engines on the simulated test split")
+        report["models"] = _simulated_rows(work, final, pruned, norm, sim_test, opts, report)
+        if real is not None:
+            say("real recordings: leave-one-person-out of the pruned and int8 models")
+            report["real"] = _real_rows(run_dir, final, pruned_sim, norm, real, sim_train,
+                                        windows, ft_cfg, config, float_lopo)
+        if opts.sweep:
+            say(f"sparsity sweep: {', '.join(f'{s:g}' for s in opts.sweep)}")
+            rows = sparsity_sweep(sim_only, norm, sim_train, sim_val, sim_test, opts.sweep,
+                                  real=real, train_cfg=config.train, fine_tune_cfg=ft_cfg,
+                                  seed=config.seed, epochs=opts.finetune_epochs,
+                                  references=final)
+            report["sweep"] = rows
+            (work / "sweep.md").write_text(sweep_table(rows) + "\n")
+            sweep_plot(rows, work / "sweep.png")
+        report["seconds"] = round(time.time() - t0, 1)
+        write_json(work / "compression.json", _jsonable(report))
+        (work / "compression.md").write_text(render_compression(report, cfg))
+    return report
+
+
+def _simulated_rows(folder: Path, final: dict, pruned: dict, norm, test: Windows,
+                    opts: CompressOptions, report: dict) -> dict:
+    """Every model's metrics on the simulated test split, sizes, spike rates and energy."""
+    rows: dict = {}
+    float_energy = energy_report(final["spiking"], final["twin"], norm, test.x)
+    pruned_energy = energy_report(pruned["spiking"], pruned["twin"], norm, test.x)
+    report["energy"] = {"float": float_energy, "pruned": pruned_energy}
+    params = count_parameters(final["spiking"])
+    for name, model, energy, prec in (("spiking", final["spiking"], float_energy, "float"),
+                                      ("pruned", pruned["spiking"], pruned_energy, "float"),
+                                      ("twin", final["twin"], float_energy, "float")):
+        p = predict_windows(model, norm, test.x)
+        key = "twin_dense" if name == "twin" else "snn"
+        ops = energy["synaptic_ops"]
+        rows[name] = _model_row(
+            model, score(test, p.vo2, p.vo2max)[0], nonzero=_nonzero(model), params=params,
+            model_bytes=4 * params, storage="float32, dense", spike_rates=p.spike_rates,
+            energy_nj=energy["energy_nj"][prec][key]["total"],
+            synaptic_ops=None if name == "twin" else ops["snn_lif1_macs"] + ops["snn_lif2_acs"])
+    int8 = Int8Engine(folder)
+    q = encode_inputs(test.x)
+    int8_out = run_windows(int8.model, q)
+    p = predictions(int8.model, int8_out)
+    storage = ec.storage_report(int8.model)
+    ops = pruned_energy["synaptic_ops"]
+    int8_row = dict(nonzero=_nonzero(pruned["spiking"]), params=params,
+                    model_bytes=storage["stored"], storage="int8, bitmap + non-zero values",
+                    energy_nj=pruned_energy["energy_nj"]["int8"]["snn"]["total"],
+                    synaptic_ops=ops["snn_lif1_macs"] + ops["snn_lif2_acs"])
+    rows["pruned_int8"] = _model_row(None, score(test, p.vo2, p.vo2max)[0],
+                                     spike_rates=p.spike_rates, **int8_row)
+    if opts.c_engine:
+        c = _c_measurements(folder, test.x, int8_out)
+        report["c_engine"] = {k: v for k, v in c.items() if k != "predictions"}
+        if "predictions" in c:
+            cp = c["predictions"]
+            rows["pruned_c"] = _model_row(None, score(test, cp.vo2, cp.vo2max)[0],
+                                          spike_rates=cp.spike_rates, **int8_row)
+    twin8 = Int8Engine(folder, twin=True)
+    tp = twin8.predict(test.x)
+    rows["twin_pruned_int8"] = _model_row(
+        None, score(test, tp.vo2, tp.vo2max)[0], nonzero=_nonzero(pruned["twin"]),
+        params=params, model_bytes=ec.storage_report(twin8.model)["stored"],
+        storage="int8, bitmap + non-zero values", spike_rates={},
+        energy_nj=pruned_energy["energy_nj"]["int8"]["twin_dense"]["total"], synaptic_ops=None)
+    return rows
+
+
+def _real_rows(run_dir: Path, final: dict, pruned_sim: dict, norm, real: Windows,
+               sim_train: Windows, sim_all: Windows, cfg: FineTuneConfig, config: RunConfig,
+               float_lopo: pd.DataFrame | None) -> dict:
+    """Leave-one-person-out metrics on real recordings: the float spiking model and the
+    pruned / int8 models (each fold fine-tuned on the other people only)."""
+    if float_lopo is None:
+        float_lopo = leave_one_person_out(run_dir, real, sim_all, cfg)
+    calibration = sim_train.x
+    comp = lopo_compressed(pruned_sim, norm, real, sim_train, cfg, config.seed, calibration)
+    pred = comp.copy()
+    pred["spiking_real_vo2"] = float_lopo["spiking_real_vo2"].to_numpy()
+    pred["spiking_real_vo2max"] = float_lopo["spiking_real_vo2max"].to_numpy()
+    weights = real.tests.set_index("ID_test")["Weight"]
+    return {"n_people": int(pred["ID"].nunique()), "n_sessions": int(pred["ID_test"].nunique()),
+            "n_windows": int(len(pred)), "models": score_lopo(pred, weights, REAL_ROWS)}
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def _points(a: float, b: float) -> str:
+    return f"{100 * (a - b):+.1f}"
+
+
+def compression_table(report: dict) -> str:
+    """Markdown: every model on the simulated test split (accuracy, size, spikes, energy)."""
+    rows = report["models"]
+    base = rows["spiking"]["sim"]
+    lines = ["| model | VO2 R² | Δ (points) | VO2 RMSE (mL/min) | VO2max R² | Δ (points) | "
+             "VO2max RMSE (mL/min) | non-zero parameters | model bytes | spike rate "
+             "LIF1 / LIF2 | synaptic ops / window | energy / window |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for mid in SIM_ROWS:
+        if mid not in rows:
+            continue
+        r = rows[mid]
+        m = r["sim"]
+        v, x = m["vo2_ml_min"], m["vo2max_ml_min"]
+        rates = r["spike_rates"]
+        rate = f"{rates['lif1']:.3f} / {rates['lif2']:.3f}" if rates else "–"
+        ops = f"{r['synaptic_ops_per_window']:,.0f}" if r["synaptic_ops_per_window"] else "–"
+        energy = f"{r['energy_nj_per_window']:,.0f} nJ" if r["energy_nj_per_window"] else "–"
+        lines.append(
+            f"| {label(mid)} | {v['r2']:.3f} | {_points(v['r2'], base['vo2_ml_min']['r2'])} | "
+            f"{v['rmse']:.0f} | {x['r2']:.3f} | "
+            f"{_points(x['r2'], base['vo2max_ml_min']['r2'])} | {x['rmse']:.0f} | "
+            f"{r['nonzero_params']:,} of {r['params']:,} | {r['model_bytes']:,} "
+            f"({r['storage']}) | {rate} | {ops} | {energy} |")
+    return "\n".join(lines)
+
+
+def real_table(real: dict) -> str:
+    """Markdown: leave-one-person-out on real recordings, float vs compressed."""
+    rows = real["models"]
+    base = rows["spiking_real"]
+    lines = ["| model (REAL, held-out people) | VO2 R² | Δ (points) | VO2 RMSE (mL/min) | "
+             "VO2max R² | Δ (points) | VO2max RMSE (mL/min) | VO2max MAPE |",
+             "|---|---|---|---|---|---|---|---|"]
+    for mid in REAL_ROWS:
+        v, x = rows[mid]["vo2_ml_min"], rows[mid]["vo2max_ml_min"]
+        lines.append(f"| {label(mid)} | {v['r2']:.3f} | "
+                     f"{_points(v['r2'], base['vo2_ml_min']['r2'])} | {v['rmse']:.0f} | "
+                     f"{x['r2']:.3f} | {_points(x['r2'], base['vo2max_ml_min']['r2'])} | "
+                     f"{x['rmse']:.0f} | {x['mape']:.1f}% |")
+    return "\n".join(lines)
+
+
+def c_summary(c: dict | None) -> str:
+    """Markdown lines on the C engine: bit-exactness, flash, RAM, instructions, energy."""
+    if not c:
+        return "The C engine was not measured."
+    if "skipped" in c:
+        return f"The C engine was not measured: {c['skipped']}."
+    n_eq, n = c["bit_exact_windows"]
+    lines = [f"- C engine (host build) equal to the NumPy integer engine on {n_eq} of {n} "
+             "test windows."]
+    if "sizes" in c:
+        s = c["sizes"]
+        lines.append(f"- Cortex-M4 build (`arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -O2`): "
+                     f"flash {s['flash_bytes']:,} bytes (code {s['engine_code_bytes']:,}, "
+                     f"weights and tables {s['engine_const_bytes']:,}, library "
+                     f"{s['engine_runtime_bytes']:,}); RAM {s['ram_bytes']:,} bytes (static "
+                     f"{s['engine_ram_bytes']:,} + stack bound {s['engine_stack_bytes']:,}).")
+    else:
+        lines.append(f"- Cortex-M4 sizes not measured: {c.get('sizes_skipped')}.")
+    if "x86_instructions_per_window" in c:
+        e = c["energy_estimate_64mhz"]
+        lines.append(f"- {c['x86_instructions_per_window']:,.0f} instructions per window "
+                     f"({c['instructions_build']}); at 64 MHz, assuming 1.4 cycles per "
+                     f"instruction and 50 µA/MHz at 3 V: {e['ms']:.0f} ms and "
+                     f"{e['uJ']:.0f} µJ per window, {e['average_uW_at_30s']:.1f} µW on average "
+                     "at one estimate every 30 s.")
+    return "\n".join(lines)
+
+
+def render_compression(report: dict, cfg: RunConfig) -> str:
+    """compression.md."""
+    sim = report["models"]["spiking"]["sim"]
+    real = report.get("real")
+    real_section = "" if not real else (
+        f"""## Real recordings, people held out ({real['n_people']} people, {real['n_sessions']}
+sessions, {real['n_windows']} windows)
+
+Data: **{report['data']['real']}**. Leave-one-person-out: in each fold the pruned
+simulation-only models are fine-tuned (masks kept) on the other people's real windows only,
+quantised, and predict the held-out person; the float row is the run's own
+leave-one-person-out.
+
+{real_table(real)}
+""")
+    measured = ", ".join(f"{k} {v:.1%}" for k, v in report["measured_sparsity"].items())
+    energy = report["energy"]["pruned"]
+    return f"""# Compression: pruning, int8, C engine
+
+- source run: `{report['source']}`; pruning {report['sparsity']:.0%} of the Conv1d and Linear
+  weights (global L1; measured: {measured}), masked fine-tuning up to
+  {report['finetune_epochs']} epochs, then integer-only int8 (activation scales from
+  {cfg.compression.calibration_windows:,} simulated training windows).
+- data: **{report['data']['simulated']}** test split ({sim['n_windows']} windows of
+  {sim['n_tests']} tests).
+
+## Simulated test split
+
+{compression_table(report)}
+
+Energy per window: arithmetic only (45 nm per-operation energies, Horowitz 2014; float rows
+in float32, int8 rows in int8/int32; see below), TCN included. Synaptic operations: LIF1's
+multiply-accumulates (its inputs are the TCN's real values) plus LIF2's accumulates (one per
+input spike and non-zero outgoing weight).
+
+{c_summary(report.get('c_engine'))}
+
+{real_section}
+## Energy: the pruned spiking model against its pruned ANN twin
+
+{energy_table(energy)}
+"""

@@ -1,0 +1,106 @@
+"""`vo2spike compress`: the compressed folder, its engines, its report, and its doors."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from vo2spike.cli import main
+from vo2spike.compress.int_engine import Int8Engine
+from vo2spike.compress.prune import sparsity
+from vo2spike.compress.workflow import CompressOptions, compress_run
+from vo2spike.config import load_config
+from vo2spike.data.windows import prepare_windows
+from vo2spike.inference import load_engine, load_model
+
+
+@pytest.fixture(scope="module")
+def compressed(run_dir, sim_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compressed") / "c"
+    report = compress_run(run_dir, sim_dir, out, CompressOptions(finetune_epochs=1),
+                          say=lambda _: None)
+    return out, report
+
+
+def test_compressed_folder_is_a_checked_run_directory(compressed, run_dir):
+    out, report = compressed
+    cfg = load_config(out)
+    assert cfg.compression.sparsity == 0.7 and cfg.compression.source == str(run_dir)
+    assert cfg.compression.source_weights == load_config(run_dir).weights
+    assert set(cfg.weights) == {"model.safetensors", "twin.safetensors", "int8.safetensors",
+                                "int8.json", "int8_twin.safetensors", "int8_twin.json"}
+    for twin in (False, True):
+        model = load_model(out, twin=twin)[0]
+        assert abs(sparsity(model) - 0.7) < 1e-3  # the masks were made permanent
+    assert (out / "compression.md").read_text().startswith("# Compression")
+    saved = json.loads((out / "compression.json").read_text())
+    assert set(saved["models"]) == {"spiking", "pruned", "pruned_int8", "pruned_c", "twin",
+                                    "twin_pruned_int8"}
+    assert "real" not in report  # the fixture run was not fine-tuned on real recordings
+
+
+def test_report_rows_are_measured(compressed):
+    _, report = compressed
+    rows = report["models"]
+    for mid, row in rows.items():
+        m = row["sim"]["vo2_ml_min"]
+        assert np.isfinite(m["r2"]) and m["rmse"] > 0, mid
+    # the int8 model and the compiled C engine give the same outputs on every test window
+    n_equal, n = report["c_engine"]["bit_exact_windows"]
+    assert n_equal == n > 0
+    assert rows["pruned_c"]["sim"] == rows["pruned_int8"]["sim"]
+    assert rows["pruned_int8"]["model_bytes"] < rows["spiking"]["model_bytes"] / 4
+    assert rows["pruned"]["nonzero_params"] < 0.4 * rows["spiking"]["nonzero_params"]
+    assert 0 < rows["pruned_int8"]["energy_nj_per_window"] < rows["spiking"][
+        "energy_nj_per_window"]
+
+
+def test_predict_engines_on_the_compressed_model(compressed, sim_dir, tmp_path):
+    out, _ = compressed
+    _, w = prepare_windows(sim_dir, with_labels=False)
+    int8 = Int8Engine(out).predict(w.x)
+    assert np.array_equal(load_engine(out, "int8").predict(w.x).vo2, int8.vo2)
+    for engine in ("float", "int8", "c"):
+        assert main(["predict", "--model", str(out), "--data", str(sim_dir), "--out",
+                     str(tmp_path / engine), "--engine", engine]) == 0
+    a = np.loadtxt(tmp_path / "int8" / "windows.csv", delimiter=",", skiprows=1, usecols=3)
+    c = np.loadtxt(tmp_path / "c" / "windows.csv", delimiter=",", skiprows=1, usecols=3)
+    assert np.array_equal(a, c) and np.allclose(a, np.round(int8.vo2, 1))
+
+
+def test_integer_engines_need_a_compressed_model(run_dir, sim_dir, tmp_path, capsys):
+    code = main(["predict", "--model", str(run_dir), "--data", str(sim_dir), "--out",
+                 str(tmp_path / "p"), "--engine", "int8"])
+    assert code == 2
+    assert "no compressed model" in capsys.readouterr().err
+
+
+def test_a_damaged_int8_file_is_refused(compressed, sim_dir, tmp_path, capsys):
+    out, _ = compressed
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    data = bytearray((copy / "int8.safetensors").read_bytes())
+    data[-3] ^= 0x01
+    (copy / "int8.safetensors").write_bytes(bytes(data))
+    code = main(["predict", "--model", str(copy), "--data", str(sim_dir), "--out",
+                 str(tmp_path / "p"), "--engine", "int8"])
+    err = capsys.readouterr().err
+    assert code == 2 and "int8.safetensors" in err and "Traceback" not in err
+
+
+def test_compress_refuses_other_training_data(run_dir, tmp_path, capsys):
+    from vo2spike.data.simulate import write_cohort
+
+    other = write_cohort(tmp_path / "other", n_tests=10, seed=9)
+    code = main(["compress", "--model", str(run_dir), "--data", str(other), "--out",
+                 str(tmp_path / "c")])
+    assert code == 2 and "not the training data" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_export_c_of_the_compressed_model(compressed, tmp_path, capsys):
+    out, _ = compressed
+    assert main(["export-c", "--model", str(out), "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "vo2spike_model.h").is_file()
+    assert "make -C" in capsys.readouterr().out
