@@ -24,7 +24,12 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest
 
-bench: $(STAMP)
+# About 75 minutes on 2 cores; results in bench/results/*.md and *.json.
+bench: $(STAMP) system-deps
+	$(BIN)/python bench/engines.py
+	$(BIN)/python bench/malaga_comparison.py
+	$(BIN)/python bench/spike_sparsity.py
+	$(BIN)/python bench/prune_sparsity.py
 	$(BIN)/python bench/sim_transfer.py
 	$(BIN)/python bench/lopo_variants.py
 

@@ -15,7 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-from vo2spike.cli import REPO, SHARED_DEMOGRAPHICS
 from vo2spike.data.malaga import (
     TARGETS,
     comparison_plot,
@@ -23,8 +22,7 @@ from vo2spike.data.malaga import (
     malaga_report,
 )
 from vo2spike.data.simulate import CALIBRATIONS
-
-SHARED_MALAGA = REPO.parent / "shared/data/malaga-aggregates"
+from vo2spike.pipeline import REPO, SHARED_DEMOGRAPHICS, SHARED_MALAGA
 
 
 def main() -> None:

@@ -33,6 +33,12 @@ def test_compressed_folder_is_a_checked_run_directory(compressed, run_dir):
     for twin in (False, True):
         model = load_model(out, twin=twin)[0]
         assert abs(sparsity(model) - 0.7) < 1e-3  # the masks were made permanent
+    # The zeros are the 70% smallest magnitudes of the run's simulation-only weights.
+    from vo2spike.demo.compression import global_magnitude_mask, prunable_weights
+
+    masks = global_magnitude_mask(prunable_weights(load_model(run_dir, sim_only=True)[0]))
+    pruned = prunable_weights(load_model(out)[0])
+    assert all(np.array_equal(masks[k].numpy(), (pruned[k] != 0).numpy()) for k in masks)
     assert (out / "compression.md").read_text().startswith("# Compression")
     saved = json.loads((out / "compression.json").read_text())
     assert set(saved["models"]) == {"spiking", "pruned", "pruned_int8", "pruned_c", "twin",
@@ -50,6 +56,14 @@ def test_report_rows_are_measured(compressed):
     n_equal, n = report["c_engine"]["bit_exact_windows"]
     assert n_equal == n > 0
     assert rows["pruned_c"]["sim"] == rows["pruned_int8"]["sim"]
+    c = report["c_engine"]
+    if shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc"):
+        q = c["qemu"]  # the same outputs on the emulated Cortex-M4
+        assert q["bit_exact_windows"] == q["windows"] > 0 and q["stream_bit_exact"]
+        assert q["instructions_per_window"] > 1e5
+        assert c["sizes"]["flash_bytes"] <= 32 * 1024 and c["sizes"]["ram_bytes"] <= 8 * 1024
+    else:
+        assert "qemu" not in c
     assert rows["pruned_int8"]["model_bytes"] < rows["spiking"]["model_bytes"] / 4
     assert rows["pruned"]["nonzero_params"] < 0.4 * rows["spiking"]["nonzero_params"]
     assert 0 < rows["pruned_int8"]["energy_nj_per_window"] < rows["spiking"][

@@ -18,7 +18,14 @@ import torch
 from safetensors.torch import save_file
 
 from vo2spike.cli import build_parser
-from vo2spike.config import MODEL_FILE, load_config, save_config, sha256_file
+from vo2spike.config import (
+    MODEL_FILE,
+    TWIN_FILE,
+    RunDirError,
+    load_config,
+    save_config,
+    sha256_file,
+)
 from vo2spike.data.read import MEASURE_FILE, SUBJECT_FILE
 from vo2spike.data.simulate import simulate_cohort, write_cohort
 from vo2spike.data.windows import prepare_windows
@@ -396,40 +403,66 @@ def test_compression_view_without_compressed_model(run_dir):
     assert compression.compression_accuracy(run_dir) is None
 
 
-def make_compressed(run_dir: Path, out: Path) -> Path:
-    """A copy of the run with a ``compressed/`` folder pruned by torch's own global pruning."""
+def make_compressed(run_dir: Path, sim_dir: Path, out: Path) -> Path:
+    """A copy of the run with a ``compressed/`` folder as ``vo2spike compress`` lays it out:
+    pruned by torch's own global pruning, quantised to int8, with a compression.json."""
     from torch.nn.utils import prune
 
+    from vo2spike.compress.quantize import quantize_folder
+
     shutil.copytree(run_dir, out)
-    model, _, _ = load_model(out)
-    params = [(m, "weight") for m in model.modules()
-              if isinstance(m, torch.nn.Conv1d | torch.nn.Linear)]
-    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=0.7)
-    for m, name in params:
-        prune.remove(m, name)
     comp = out / compression.COMPRESSED_DIR
     comp.mkdir()
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, comp / MODEL_FILE)
     cfg = load_config(out)
-    cfg.weights = {MODEL_FILE: sha256_file(comp / MODEL_FILE)}
+    cfg.weights = {}
+    for twin, name in ((False, MODEL_FILE), (True, TWIN_FILE)):
+        model, _, _ = load_model(out, twin=twin)
+        params = [(m, "weight") for m in model.modules()
+                  if isinstance(m, torch.nn.Conv1d | torch.nn.Linear)]
+        prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=0.7)
+        for m, p in params:
+            prune.remove(m, p)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, comp / name)
+        cfg.weights[name] = sha256_file(comp / name)
     save_config(comp, cfg)
+    quantize_folder(comp, prepare_windows(sim_dir)[1].x[:200])
+
+    def fig(r2: float) -> dict:
+        return {"vo2_ml_min": {"r2": r2, "rmse": 250.0}, "vo2max_ml_min": {"r2": 0.5, "rmse": 400}}
+
     (comp / compression.ACCURACY_FILE).write_text(json.dumps(
-        {"data_kind": "simulated", "before": {"vo2_r2": 0.9, "note": "x"},
-         "after": {"vo2_r2": 0.88, "vo2_rmse": 250.0}}))
+        {"data": {"simulated": "simulated", "real": None}, "sparsity": 0.7,
+         "models": {"spiking": {"sim": fig(0.9)}, "pruned_int8": {"sim": fig(0.88)}}}))
     return out
 
 
-def test_compression_with_a_compressed_model(run_dir, tmp_path):
-    run = make_compressed(run_dir, tmp_path / "run")
+def test_compression_with_a_compressed_model(run_dir, sim_dir, tmp_path):
+    run = make_compressed(run_dir, sim_dir, tmp_path / "run")
     model, _, _ = load_model(run)
     v = compression.compression_view(run, model)
-    assert v["compressed_model"]
+    assert v["compressed_model"] and v["prune_amount"] == 0.7
+    kept_w = np.array(v["pruned_weights"])
+    assert (kept_w[np.array(list(v["pruned"])) == "1"] == 0).all()
     # torch's pruning removed exactly the weights the demo computes without it.
     masks = compression.global_magnitude_mask(compression.prunable_weights(model))
     assert v["pruned"] == "".join("0" if k else "1" for k in masks[compression.LAYER].reshape(-1))
+    # The levels drawn are the int8 engine's own, and follow the formula shown on the page.
+    from vo2spike.compress.intmodel import load_int_model
+
+    engine_levels = load_int_model(run / compression.COMPRESSED_DIR).t(compression.INT8_LAYER)
+    assert v["levels"] == engine_levels.reshape(-1).tolist()
+    q, _ = compression.int8_levels(kept_w.reshape(64, 64))
+    assert np.abs(q - engine_levels).max() <= 1  # the page's formula (weights rounded to 5 dp)
     acc = compression.compression_accuracy(run)
-    assert acc["before"] == {"vo2_r2": 0.9} and acc["after"]["vo2_rmse"] == 250.0
+    assert acc["before"] == {"vo2_r2": 0.9, "vo2_rmse": 250.0, "vo2max_r2": 0.5,
+                             "vo2max_rmse": 400.0}
+    assert acc["after"]["vo2_r2"] == 0.88 and acc["real_before"] is None
     app = DemoApp(run)
     t = app.trace_json("steady", {})
-    assert t["compression"]["compressed_model"] and t["compression"]["after"]["rmse"] > 0
+    c = t["compression"]
+    assert c["compressed_model"] and c["after"]["rmse"] > 0 and c["after"] != c["before"]
     assert app.model_json()["compression"]["after"]["vo2_r2"] == 0.88
+    # A damaged compression.json is named, not half-used.
+    (run / compression.COMPRESSED_DIR / compression.ACCURACY_FILE).write_text('{"models": {}}')
+    with pytest.raises(RunDirError, match="compression.json: no spiking figures"):
+        compression.compression_accuracy(run)

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from vo2spike.cli import main
-from vo2spike.config import CONFIG_FILE, load_config
+from vo2spike.config import CONFIG_FILE, TrainConfig, load_config
 from vo2spike.outputs import MARKER
 
 
@@ -274,6 +274,9 @@ def test_interrupted_training_is_not_used_as_a_model(sim_dir, data_copy, tmp_pat
     (["simulate", "--out", "o", "--seed", "-1"], "must be between 0 and"),
     (["run", "--seed", "99999999999"], "must be between 0 and"),
     (["realism", "--n-sim", "0"], "must be at least 1"),
+    (["run", "--spike-rate-penalty", "-1"], "must be a finite number >= 0"),
+    (["train", "--data", "d", "--out", "o", "--spike-rate-penalty", "nan"], "finite number"),
+    (["train", "--data", "d", "--out", "o", "--spike-rate-penalty", "lots"], "not a number"),
 ])
 def test_numeric_arguments_are_validated(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -305,3 +308,13 @@ def test_ctrl_c_exits_130_without_traceback(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cli_mod, "write_cohort", interrupted)
     code, err = run_cli(["simulate", "--out", tmp_path / "c"], capsys)
     assert code == 130 and "interrupted" in err
+
+
+def test_spike_rate_penalty_flag_reaches_the_training_config():
+    from vo2spike.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o",
+                                      "--spike-rate-penalty", "2.5"])
+    assert _train_config(args).spike_rate_penalty == 2.5
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    assert _train_config(args).spike_rate_penalty == TrainConfig().spike_rate_penalty

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def _int_at_least(low: int, high: int | None = None):
     return parse
 
 
+PENALTY_HELP = ("weight of the spike-rate term of the loss (loss += weight x mean spike "
+                "rate); default from TrainConfig, stored in config.json")
 positive_int = _int_at_least(1)
 seed_int = _int_at_least(0, MAX_SEED)
 
@@ -55,7 +58,20 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
     cfg = TrainConfig(**(QUICK_TRAIN if args.quick else {}))
     if getattr(args, "epochs", None) is not None:
         cfg.epochs = args.epochs
+    if getattr(args, "spike_rate_penalty", None) is not None:
+        cfg.spike_rate_penalty = args.spike_rate_penalty
     return cfg
+
+
+def _penalty(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0.0):
+        raise argparse.ArgumentTypeError(f"{text} is out of range: must be a finite number >= 0")
+    return value
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
@@ -111,7 +127,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     opts = RunOptions(out=args.out, data=args.data, demographics=args.demographics,
                       protocol=args.protocol, real=args.real, use_real=not args.no_real,
-                      seed=args.seed, quick=args.quick, force=args.force)
+                      seed=args.seed, quick=args.quick, force=args.force,
+                      spike_rate_penalty=args.spike_rate_penalty)
     result = run_pipeline(opts, say=lambda line: print(line, flush=True))
     r, lopo, out = result.evaluation, result.lopo, result.out
     print(f"\nResults on the person-disjoint test split. Data: {r['data_kind'].upper()}\n")
@@ -350,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=seed_int, default=0)
     t.add_argument("--quick", action="store_true", help="a few epochs only (smoke test)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    t.add_argument("--spike-rate-penalty", type=_penalty, default=None, help=PENALTY_HELP)
     t.add_argument("--force", action="store_true", help="replace --out if it exists")
     t.set_defaults(func=cmd_train)
 
@@ -382,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "Yo-Yo recordings when present)")
     r.add_argument("--no-real", action="store_true", help="train on simulation only")
     r.add_argument("--seed", type=seed_int, default=0)
+    r.add_argument("--spike-rate-penalty", type=_penalty, default=None,
+                   help=PENALTY_HELP + "; also used by the fine-tuning on real recordings")
     r.add_argument("--quick", action="store_true",
                    help=f"{QUICK_TESTS} simulated tests, {QUICK_TRAIN['epochs']} epochs")
     r.add_argument("--force", action="store_true")

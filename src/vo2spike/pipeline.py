@@ -54,6 +54,7 @@ class RunOptions:
     seed: int = 0
     quick: bool = False
     force: bool = False
+    spike_rate_penalty: float | None = None  # None: TrainConfig's and FineTuneConfig's default
 
 
 @dataclass
@@ -128,7 +129,9 @@ def run_pipeline(opts: RunOptions, say: Callable[[str], None] = print) -> RunRes
     data = resolve_training_data(opts, say)
     real_dir = resolve_real(opts, say)
     prepared = prepare_windows(data)
-    train_cfg = TrainConfig(**(QUICK_TRAIN if opts.quick else {}))
+    penalty = {} if opts.spike_rate_penalty is None else \
+        {"spike_rate_penalty": opts.spike_rate_penalty}
+    train_cfg = TrainConfig(**(QUICK_TRAIN if opts.quick else {}), **penalty)
     # Built in OUT.partial and moved into place at the end: an existing run is replaced
     # (force) only by a finished one, and a failed run leaves nothing behind.
     with atomic_dir(out, force=opts.force, kind="run", inputs=inputs) as work:
@@ -136,7 +139,7 @@ def run_pipeline(opts: RunOptions, say: Callable[[str], None] = print) -> RunRes
         lopo, real_prepared, lopo_pred = None, None, None
         if real_dir is not None:
             real_prepared = real_ds, real_w = prepare_windows(real_dir)
-            ft = FineTuneConfig(**(QUICK_FINE_TUNE if opts.quick else {}))
+            ft = FineTuneConfig(**(QUICK_FINE_TUNE if opts.quick else {}), **penalty)
             say(f"real recordings: {real_dir} ({real_ds.source['kind']}); "
                 "leave-one-person-out, then fine-tuning on all of them")
             lopo_pred = leave_one_person_out(work, real_w, prepared[1], ft)
@@ -149,7 +152,7 @@ def run_pipeline(opts: RunOptions, say: Callable[[str], None] = print) -> RunRes
         compression = compress_run(work, data, work / COMPRESSED_DIR,
                                    CompressOptions(**(QUICK_COMPRESS if opts.quick else {})),
                                    prepared=prepared, real_prepared=real_prepared,
-                                   float_lopo=lopo_pred, say=say)
+                                   float_lopo=lopo_pred, source=str(out), say=say)
     if not opts.out:
         latest = out.parent / "latest"
         if latest.is_symlink() or not latest.exists():

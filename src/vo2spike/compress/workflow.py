@@ -68,6 +68,8 @@ log = logging.getLogger("vo2spike")
 
 #: Where ``vo2spike run`` puts the compressed model inside a run directory.
 COMPRESSED_DIR = "compressed"
+#: Test windows run on the emulated Cortex-M4 (QEMU with -icount: about 2 s each).
+QEMU_WINDOWS = 8
 #: The models compared, by id (labels in vo2spike.metrics.MODEL_LABELS).
 SIM_ROWS = ["spiking", "pruned", "pruned_int8", "pruned_c", "twin", "twin_pruned_int8"]
 REAL_ROWS = ["spiking_real", "pruned_real", "pruned_int8_real", "twin_pruned_int8_real"]
@@ -131,8 +133,20 @@ def _c_measurements(folder: Path, test_x: np.ndarray, int8_out) -> dict:
     out["bit_exact_windows"] = [int((o.out == int8_out.out).all(axis=1).sum()), len(q)]
     out["predictions"] = predictions(engine.model, o)
     if shutil.which("arm-none-eabi-gcc"):
-        ec.build_arm(engine.c_dir, test_windows=q[:8])
+        elf = ec.build_arm(engine.c_dir, test_windows=q[:QEMU_WINDOWS])
         out["sizes"] = ec.size_report(engine.c_dir)
+        if shutil.which("qemu-system-arm"):
+            run = ec.run_qemu(elf, icount=True)
+            host = np.concatenate([int8_out.out, int8_out.spikes], axis=1)[:QEMU_WINDOWS]
+            same = (run.windows == host).all(axis=1)
+            stream = ec.expected_stream(engine.model, q[:QEMU_WINDOWS])
+            out["qemu"] = {"board": "mps2-an386 (Cortex-M4)", "windows": len(run.windows),
+                           "bit_exact_windows": int(same.sum()),
+                           "stream_bit_exact": bool(np.array_equal(run.stream, stream)),
+                           "instructions_per_window": float(run.ticks.mean()
+                                                            * ec.INSTRUCTIONS_PER_TICK)}
+        else:
+            out["qemu_skipped"] = "qemu-system-arm not installed"
     else:
         out["sizes_skipped"] = "arm-none-eabi-gcc not installed"
     if shutil.which("valgrind"):
@@ -156,20 +170,22 @@ def _model_row(model: VO2Net | None, m: dict, *, nonzero: int, params: int, mode
 
 
 def _nonzero(model: VO2Net) -> int:
-    return int(sum(int((p != 0).sum()) for p in model.state_dict().values()
-                   if p.dtype.is_floating_point))
+    """Non-zero trainable parameters (BatchNorm's running statistics are not counted)."""
+    return int(sum(int((p != 0).sum()) for p in model.parameters()))
 
 
 def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions | None = None,
                  *, force: bool = False, prepared: tuple[Dataset, Windows] | None = None,
                  real_prepared: tuple[Dataset, Windows] | None = None,
-                 float_lopo: pd.DataFrame | None = None,
+                 float_lopo: pd.DataFrame | None = None, source: str | None = None,
                  say: Callable[[str], None] = print) -> dict:
     """Prune, quantise and measure a run; write the compressed folder ``out``. Returns the
     report (what compression.json holds). ``prepared`` / ``real_prepared``: already loaded
     training data / real recordings; ``float_lopo``: the float models' leave-one-person-out
-    predictions when already computed (``crossval.leave_one_person_out``)."""
+    predictions when already computed (``crossval.leave_one_person_out``); ``source``: the
+    run's name in the report when ``run_dir`` is a temporary place (default: run_dir)."""
     t0 = time.time()
+    source = source or str(run_dir)
     opts = opts or CompressOptions()
     run_dir, data_dir, out = Path(run_dir), Path(data_dir), Path(out)
     if not 0.0 <= opts.sparsity < 1.0:
@@ -188,7 +204,8 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
     if real_dir is not None:
         real_ds, real = real_prepared or prepare_windows(real_dir)
         _check_same_data(real_ds.source, config.fine_tune.data, real_dir, "real recordings")
-    ft_cfg = config.fine_tune.config if config.fine_tune else FineTuneConfig()
+    ft_cfg = config.fine_tune.config if config.fine_tune else \
+        FineTuneConfig(spike_rate_penalty=config.train.spike_rate_penalty)
 
     sim_only = {name: load_model(run_dir, twin=name == "twin", sim_only=True)[0]
                 for name in ("spiking", "twin")}
@@ -209,12 +226,12 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
                              "real": real_ds.source["kind"] if real is not None else None},
                     "sparsity": opts.sparsity, "finetune_epochs": opts.finetune_epochs,
                     "measured_sparsity": {k: sparsity(m) for k, m in pruned.items()},
-                    "source": str(run_dir), "models": {}}
+                    "source": source, "models": {}}
     with atomic_dir(out, force=force, kind="compressed", inputs=inputs) as work:
         cfg = dataclasses.replace(
             config, weights={MODEL_FILE: save_weights(pruned["spiking"], work / MODEL_FILE),
                              TWIN_FILE: save_weights(pruned["twin"], work / TWIN_FILE)},
-            compression=CompressionRecord(str(run_dir), dict(config.weights), opts.sparsity,
+            compression=CompressionRecord(source, dict(config.weights), opts.sparsity,
                                           opts.finetune_epochs, int(len(sim_train))))
         save_config(work, cfg)
         quantize_folder(work, sim_train.x)
@@ -381,6 +398,16 @@ def c_summary(c: dict | None) -> str:
                      f"{s['engine_ram_bytes']:,} + stack bound {s['engine_stack_bytes']:,}).")
     else:
         lines.append(f"- Cortex-M4 sizes not measured: {c.get('sizes_skipped')}.")
+    if "qemu" in c:
+        r = c["qemu"]
+        lines.append(f"- Emulated Cortex-M4 (`qemu-system-arm -M {r['board'].split()[0]}`, "
+                     f"semihosting): {r['bit_exact_windows']} of {r['windows']} test windows "
+                     "print the same outputs and spike counts as the host engine; streaming "
+                     f"{'bit-exact' if r['stream_bit_exact'] else 'DIFFERS'}; "
+                     f"{r['instructions_per_window']:,.0f} ARM instructions per window "
+                     "(QEMU -icount).")
+    elif "qemu_skipped" in c:
+        lines.append(f"- Emulated Cortex-M4 not run: {c['qemu_skipped']}.")
     if "x86_instructions_per_window" in c:
         e = c["energy_estimate_64mhz"]
         lines.append(f"- {c['x86_instructions_per_window']:,.0f} instructions per window "
@@ -396,8 +423,8 @@ def render_compression(report: dict, cfg: RunConfig) -> str:
     sim = report["models"]["spiking"]["sim"]
     real = report.get("real")
     real_section = "" if not real else (
-        f"""## Real recordings, people held out ({real['n_people']} people, {real['n_sessions']}
-sessions, {real['n_windows']} windows)
+        f"""## Real recordings, people held out ({real['n_people']} people, \
+{real['n_sessions']} sessions, {real['n_windows']} windows)
 
 Data: **{report['data']['real']}**. Leave-one-person-out: in each fold the pruned
 simulation-only models are fine-tuned (masks kept) on the other people's real windows only,

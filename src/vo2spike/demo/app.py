@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vo2spike.compress.int_engine import Int8Engine
 from vo2spike.config import RunDirError, load_config
 from vo2spike.data.windows import CHANNELS, STRIDE_S, WINDOW_S
 from vo2spike.demo import compression
@@ -119,7 +120,8 @@ class DemoApp:
         comp_dir = self.model_dir / compression.COMPRESSED_DIR
         if self.model is not None and comp_dir.is_dir():
             try:
-                self.compressed = load_model(comp_dir)
+                self.compressed = Int8Engine(  # the engine that ships: pruned + int8
+                    comp_dir, expected=load_config(comp_dir).weights)
             except RunDirError as e:
                 self.compressed_error = str(e)
                 log.error("compressed model not loaded: %s", e)
@@ -249,14 +251,13 @@ class DemoApp:
         return out
 
     def _compression_accuracy_for(self, c: Computed) -> dict:
-        """Accuracy on this workout before (float model) and after compression (the
-        compressed model, when it exists), plus the run's figures from compression.json."""
+        """Accuracy on this workout before (float model) and after compression (the pruned
+        int8 engine, when it exists), plus the run's figures from compression.json."""
         w = c.workout.windows
         before = regression_metrics(w.vo2, c.pred.vo2) if len(w) >= 2 else None
         after = None
         if self.compressed is not None and len(w) >= 2:
-            m, n, _ = self.compressed
-            after = regression_metrics(w.vo2, predict_windows(m, n, c.x).vo2)
+            after = regression_metrics(w.vo2, self.compressed.predict(c.x).vo2)
         try:
             run_figures = compression.compression_accuracy(self.model_dir)
             figures_error = None

@@ -1,13 +1,13 @@
 """Stage 6 of the demo (compression): two small adapters onto the compressed model.
 
-The compressed model is planned as ``MODEL/compressed/``: a run-like folder (``config.json``,
-pruned float ``model.safetensors`` loadable with ``load_model(MODEL / "compressed")``,
-``int8.json`` / ``int8.safetensors``) with ``compression.json`` (accuracy figures). These two
-functions are the only places that know that layout; align them with the final format.
+The compressed model is ``MODEL/compressed/``, written by ``vo2spike compress`` (and by
+``vo2spike run``): a run-like folder (``config.json``, the pruned float ``model.safetensors``,
+the integer-only ``int8.json`` / ``int8.safetensors``) with ``compression.json`` (the
+measured accuracy). These two functions are the only places in the demo that read it.
 
 - :func:`compression_view`: the weight matrix drawn (``layer2.fc.weight``, the spiking
   layer-2 synapses, 64 x 64): float value, pruned or not, and 8-bit level of each weight.
-- :func:`compression_accuracy`: the accuracy before / after compression, or None.
+- :func:`compression_accuracy`: the run's accuracy before / after compression, or None.
 """
 
 from __future__ import annotations
@@ -20,14 +20,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from vo2spike.config import RunDirError
+from vo2spike.compress.prune import DEFAULT_SPARSITY
+from vo2spike.compress.workflow import COMPRESSED_DIR
+from vo2spike.config import RunDirError, load_config
 
-COMPRESSED_DIR = "compressed"
 ACCURACY_FILE = "compression.json"
-#: The layer drawn: the synapses into the second spiking layer.
+#: The layer drawn: the synapses into the second spiking layer ...
 LAYER = "layer2.fc.weight"
-#: Fraction of all Conv1d and Linear weights removed by global magnitude pruning.
-PRUNE_AMOUNT = 0.7
+#: ... and its name in the integer-only model (int8.safetensors).
+INT8_LAYER = "lif2.weight"
+#: Fraction of all Conv1d and Linear weights removed when no compressed model exists.
+PRUNE_AMOUNT = DEFAULT_SPARSITY
 
 
 def prunable_weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -68,27 +71,38 @@ def compression_view(model_dir: Path, model: nn.Module | None = None) -> dict:
     """What stage 6 draws for ``LAYER``: the float weights, which ones pruning removes, and
     the 8-bit level of each (from the pruned weights).
 
-    With ``MODEL/compressed/``: pruned weights from its model (zeros are pruned). Without:
-    which weights a 70% global magnitude pruning of the float ``model`` would remove.
+    With ``MODEL/compressed/``: the run's simulation-only weights (those pruning ranked),
+    the pruned and fine-tuned weights from its model (zeros are pruned) and the 8-bit levels
+    of its int8 engine. Without: which weights a 70% global magnitude pruning of
+    the float ``model`` would remove, and the levels computed here.
     """
+    from vo2spike.compress.intmodel import load_int_model
     from vo2spike.inference import load_model
 
     model_dir = Path(model_dir)
-    if model is None:
+    comp_dir = model_dir / COMPRESSED_DIR
+    if comp_dir.is_dir():
+        # `vo2spike compress` prunes the simulation-only weights (then fine-tunes the
+        # survivors): those are the weights whose magnitudes chose what was removed.
+        model = load_model(model_dir, sim_only=True)[0]
+    elif model is None:
         model = load_model(model_dir)[0]
     float_w = model.state_dict()[LAYER].numpy().astype(np.float64)
     weights = prunable_weights(model)
-    comp_dir = model_dir / COMPRESSED_DIR
     if comp_dir.is_dir():
         pruned_model = load_model(comp_dir)[0]  # RunDirError names the file when damaged
         pruned_all = prunable_weights(pruned_model)
         removed_all = {k: (pruned_all[k] == 0).numpy() for k in weights}
         pruned_w = pruned_all[LAYER].numpy().astype(np.float64)
+        comp_cfg = load_config(comp_dir)
+        amount = comp_cfg.compression.sparsity if comp_cfg.compression else PRUNE_AMOUNT
+        levels = load_int_model(comp_dir, expected=comp_cfg.weights).t(INT8_LAYER)
         source = f"the compressed model in {comp_dir}"
     else:
         masks = global_magnitude_mask(weights)
         removed_all = {k: ~m.numpy() for k, m in masks.items()}
         pruned_w = np.where(removed_all[LAYER], 0.0, float_w)
+        amount, levels = PRUNE_AMOUNT, None
         source = ("computed here from the float model: no compressed model exists yet "
                   f"({comp_dir} is missing)")
     removed = removed_all[LAYER]
@@ -97,12 +111,16 @@ def compression_view(model_dir: Path, model: nn.Module | None = None) -> dict:
     mags = np.concatenate([w.abs().reshape(-1).numpy() for w in weights.values()])
     gone = np.concatenate([r.reshape(-1) for r in removed_all.values()])
     q, s = int8_levels(pruned_w)
+    if levels is not None:
+        q = levels.astype(np.int32)  # the engine's own levels (the same formula)
     return {
         "layer": LAYER,
+        # The surviving weights as quantised: after masked fine-tuning when compressed.
+        "pruned_weights": [round(float(v), 5) for v in pruned_w.reshape(-1)],
         "shape": list(float_w.shape),
         "compressed_model": comp_dir.is_dir(),
         "source": source,
-        "prune_amount": PRUNE_AMOUNT,
+        "prune_amount": amount,
         "weights": [round(float(v), 5) for v in float_w.reshape(-1)],
         "pruned": "".join("1" if r else "0" for r in removed.reshape(-1)),
         "levels": [int(v) for v in q.reshape(-1)],
@@ -128,9 +146,12 @@ def magnitude_histogram(mags: np.ndarray, removed: np.ndarray, bins: int = 40) -
 
 
 def compression_accuracy(model_dir: Path) -> dict | None:
-    """Accuracy before and after compression from ``MODEL/compressed/compression.json``, or
-    None when it does not exist. Keys are read defensively: whatever numbers it holds under
-    ``before`` / ``after`` (or ``float`` / ``int8``) are passed on as they are."""
+    """The run's accuracy before (float spiking model) and after compression (pruned +
+    int8) from ``MODEL/compressed/compression.json``, or None when it does not exist.
+
+    ``before`` / ``after``: the simulated test split; ``real_before`` / ``real_after``: the
+    real recordings held out by person (None without them). Each holds ``vo2_r2``,
+    ``vo2_rmse``, ``vo2max_r2`` and ``vo2max_rmse`` (mL/min)."""
     path = Path(model_dir) / COMPRESSED_DIR / ACCURACY_FILE
     if not path.is_file():
         return None
@@ -138,21 +159,33 @@ def compression_accuracy(model_dir: Path) -> dict | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise RunDirError(f"{path}: cannot be read ({e})") from e
-    if not isinstance(data, dict):
-        raise RunDirError(f"{path}: expected a JSON object")
 
-    def numbers(d: object) -> dict:
-        """Finite numbers of a (nested) dict, flattened with dotted keys."""
-        out: dict = {}
-        if isinstance(d, dict):
-            for k, v in d.items():
-                if isinstance(v, dict):
-                    out.update({f"{k}.{kk}": vv for kk, vv in numbers(v).items()})
-                elif isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v):
-                    out[str(k)] = v
+    def figures(models: object, name: str, where: str) -> dict:
+        """The four figures of ``models[name]`` (``where``: the key holding the metrics)."""
+        try:
+            m = models[name] if not where else models[name][where]  # type: ignore[index]
+            out = {f"{target}_{stat}": float(m[f"{target}_ml_min"][stat])
+                   for target in ("vo2", "vo2max") for stat in ("r2", "rmse")}
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunDirError(f"{path}: no {name} figures ({e!s}); rewrite it with "
+                              "`vo2spike compress`") from None
+        if not all(math.isfinite(v) for v in out.values()):
+            raise RunDirError(f"{path}: {name}: figures must be finite numbers")
         return out
 
-    before = data.get("before", data.get("float"))
-    after = data.get("after", data.get("int8", data.get("compressed")))
-    return {"file": str(path), "data_kind": str(data.get("data_kind", "not stated")),
-            "before": numbers(before), "after": numbers(after)}
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise RunDirError(f"{path}: expected a JSON object with 'models'")
+    real = data.get("real")
+    real_models = real.get("models") if isinstance(real, dict) else None
+    kinds = data.get("data") if isinstance(data.get("data"), dict) else {}
+    return {
+        "file": str(path),
+        "sparsity": data.get("sparsity"),
+        "data_kind": str(kinds.get("simulated", "not stated")),
+        "before": figures(data["models"], "spiking", "sim"),
+        "after": figures(data["models"], "pruned_int8", "sim"),
+        "real_data_kind": str(kinds.get("real")) if real_models else None,
+        "real_people": real.get("n_people") if real_models else None,
+        "real_before": figures(real_models, "spiking_real", "") if real_models else None,
+        "real_after": figures(real_models, "pruned_int8_real", "") if real_models else None,
+    }

@@ -318,9 +318,25 @@
       `(${pct.toFixed(0)}%). The rest snap to 8-bit levels: per row s = max|w| / 127, ` +
       `q = round(w / s) in −127…127. `;
     return base + (v.compressed_model
-      ? `Pruned weights from ${v.source}.`
+      ? `The grid shows the simulation-only weights that pruning ranked; the survivors were ` +
+        `then fine-tuned (masks kept), and their 8-bit levels are those of the int8 engine in ` +
+        `${v.source}. ${runFigures(state.trace && state.trace.compression.run_figures)}`
       : "No compressed model exists yet for this model folder: the pruning shown is " +
         "computed here from the float model, and no accuracy after compression is shown.");
+  }
+
+  /** The run's own before/after figures (compression.json), said with their data. */
+  function runFigures(f) {
+    if (!f) return "";
+    const pair = (b, a) => `VO2 R² ${VO2.fmt(b.vo2_r2, 3)} → ${VO2.fmt(a.vo2_r2, 3)}, ` +
+      `VO2max RMSE ${VO2.int(b.vo2max_rmse)} → ${VO2.int(a.vo2max_rmse)} mL/min`;
+    let out = `Whole run, float → pruned + int8: ${f.data_kind.toUpperCase()} test split ` +
+      `${pair(f.before, f.after)}`;
+    if (f.real_before) {
+      out += `; REAL recordings held out by person (${f.real_people} people) ` +
+        `${pair(f.real_before, f.real_after)}`;
+    }
+    return out + ".";
   }
 
   function updateReadout() {
@@ -347,7 +363,7 @@
     let acc = c.before ? `float model on this workout: R² ${VO2.fmt(c.before.r2, 3)}, RMSE ` +
       `${VO2.int(c.before.rmse)} mL/min. ` : "";
     if (c.after) {
-      acc += `Compressed model: R² ${VO2.fmt(c.after.r2, 3)}, RMSE ${VO2.int(c.after.rmse)} mL/min.`;
+      acc += `Pruned + int8 engine: R² ${VO2.fmt(c.after.r2, 3)}, RMSE ${VO2.int(c.after.rmse)} mL/min.`;
     } else if (c.compressed_error) {
       acc += `The compressed model could not be read: ${c.compressed_error}`;
     } else {
@@ -1001,7 +1017,8 @@
     const pct = (100 * v.removed_in_layer) / (rows * cols);
     y = wrap(`Pruning: ${Math.round(v.prune_amount * 100)}% of all ${VO2.int(v.weights_total)} weights removed, ` +
       `${VO2.int(v.removed_in_layer)} of these ${VO2.int(rows * cols)} (${pct.toFixed(0)}%).`, tx, y, tw, { weight: fade > 0 ? "bold" : "normal" });
-    y = wrap("8-bit: s = max|w| / 127 per row, q = round(w / s) ∈ −127…127.", tx, y + 2, tw, { weight: snap > 0 ? "bold" : "normal" });
+    y = wrap((v.compressed_model ? "Survivors fine-tuned, then 8-bit: " : "8-bit: ") +
+      "s = max|w| / 127 per row, q = round(w / s) ∈ −127…127.", tx, y + 2, tw, { weight: snap > 0 ? "bold" : "normal" });
     // Pick the row with the largest weight and its first 3 survivors.
     let row = 0;
     let best = -1;
@@ -1017,7 +1034,7 @@
     y += F() * 0.6;
     for (const c of picks) {
       const k = row * cols + c;
-      const w = v.weights[k];
+      const w = (v.pruned_weights || v.weights)[k];
       const q = v.levels[k];
       const r = { x: tx + 10, y: y + 8, w: Math.min(tw - 20, 300), h: rulerH - 14 };
       const xr = [(q - 3.5) * s, (q + 3.5) * s];
@@ -1037,9 +1054,10 @@
     const c = state.trace.compression;
     const acc = c.before ? `Accuracy on this workout: float model R² ${VO2.fmt(c.before.r2, 3)}, RMSE ${VO2.int(c.before.rmse)} mL/min. ` : "";
     const after = c.after
-      ? `Compressed model: R² ${VO2.fmt(c.after.r2, 3)}, RMSE ${VO2.int(c.after.rmse)} mL/min.`
+      ? `Pruned + int8 engine: R² ${VO2.fmt(c.after.r2, 3)}, RMSE ${VO2.int(c.after.rmse)} mL/min.`
       : "No compressed model exists yet: no accuracy after compression to show.";
     y = wrap(acc + after, tx, y + F(), tw, { size: F() - 1, weight: "bold", color: c.after ? C.text : C.sim });
+    if (c.after && c.run_figures && !state.narrow) y = wrap(runFigures(c.run_figures), tx, y + 2, tw, { size: F() - 2, color: C.muted });
     const bottom = area.y + area.h - legendH - 2 * F() - 10;
     if (!state.narrow && bottom - y > 90) {
       histogram(v.histogram, { x: tx + 30, y: y + F() + 14, w: tw - 40, h: Math.min(170, bottom - y - F() - 14) }, fade);

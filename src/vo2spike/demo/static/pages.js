@@ -194,6 +194,24 @@
       out.append(el("p", {}, ["This model folder has no real_cv/metrics.json: no leave-one-person-out " +
         "results on real recordings (`vo2spike run` or `vo2spike crossval` writes them)."]));
     }
+    const c = info.compression;
+    out.append(el("h3", {}, ["Compression: float → pruned + int8"]));
+    if (c) {
+      const row = (what, kind, b, a) => [what, kind, `${f(b.vo2_r2, 3)} → ${f(a.vo2_r2, 3)}`,
+        `${f(b.vo2_rmse, 0)} → ${f(a.vo2_rmse, 0)}`, `${f(b.vo2max_r2, 3)} → ${f(a.vo2max_r2, 3)}`,
+        `${f(b.vo2max_rmse, 0)} → ${f(a.vo2max_rmse, 0)}`];
+      const rows = [row("person-disjoint test split", dataLabel(c.data_kind), c.before, c.after)];
+      if (c.real_before) {
+        rows.push(row(`held out by person (${c.real_people} people)`, dataLabel(c.real_data_kind),
+          c.real_before, c.real_after));
+      }
+      const sp = c.sparsity == null ? "" : `${Math.round(c.sparsity * 100)}% of the weights pruned, `;
+      out.append(table(`${sp}integer-only int8; read from ${c.file}`,
+        ["split", "data", "VO2 R²", "VO2 RMSE (mL/min)", "VO2max R²", "VO2max RMSE (mL/min)"], rows));
+    } else {
+      out.append(el("p", {}, [info.compression_error || "This model folder has no compressed model " +
+        "(compressed/compression.json): `vo2spike compress` (or `vo2spike run`) writes it."]));
+    }
   }
 
   async function init() {
