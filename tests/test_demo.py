@@ -466,3 +466,13 @@ def test_compression_with_a_compressed_model(run_dir, sim_dir, tmp_path):
     (run / compression.COMPRESSED_DIR / compression.ACCURACY_FILE).write_text('{"models": {}}')
     with pytest.raises(RunDirError, match="compression.json: no spiking figures"):
         compression.compression_accuracy(run)
+
+
+def test_membrane_plots_pick_neurons_that_fire():
+    from vo2spike.demo.trace import pick_neurons
+
+    rates = np.zeros(64)
+    rates[[3, 9, 20, 41]] = [0.02, 0.1, 0.3, 0.6]  # sparse: 60 of 64 neurons never fire
+    chosen = pick_neurons(rates)
+    assert len(set(chosen)) == 3 and all(rates[i] > 0 for i in chosen)
+    assert pick_neurons(np.zeros(64)) == [0, 1, 2]  # no spikes at all: still three neurons

@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -207,6 +208,9 @@ def save_weights(model: torch.nn.Module, path: Path) -> str:
     """Write a model's state dict as safetensors (atomic); returns the file's SHA256."""
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)  # safetensors creates 0600 files; give the usual permissions
     tmp.replace(path)
     return sha256_file(path)
 

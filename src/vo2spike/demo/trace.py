@@ -56,9 +56,12 @@ def trace_model(model: VO2Net, norm: Normalizer, x: np.ndarray) -> ModelTrace:
                       rate.numpy(), vo2, vo2max)
 
 
-def pick_neurons(rates: np.ndarray, targets: tuple[float, ...] = (0.1, 0.25, 0.45)) -> list[int]:
-    """Neurons whose mean spike rate is nearest each target rate (distinct): a few that fire
-    sometimes, often and rarely, so the membrane plots show rising, leaking and firing."""
+def pick_neurons(rates: np.ndarray, quantiles: tuple[float, ...] = (0.3, 0.6, 0.9)) -> list[int]:
+    """Distinct neurons whose mean spike rate is nearest these quantiles of the rates of the
+    neurons that fire at all: with sparse spikes most neurons are silent, and the membrane
+    plots should show neurons that rise, leak and cross the threshold, rarely and often."""
+    active = rates[rates > 0]
+    targets = np.quantile(active if len(active) >= len(quantiles) else rates, quantiles)
     chosen: list[int] = []
     for target in targets:
         order = np.argsort(np.abs(rates - target), kind="stable")
