@@ -63,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--penalty", default="0", help="spike-rate penalty of the training")
+    ap.add_argument("--penalty", default="2", help="spike-rate penalty of the training")
     ap.add_argument("--epochs", type=int, default=8, help="masked fine-tuning epochs")
     ap.add_argument("--epochs-grid", type=int, nargs="*", default=[0, 2, 4, 8])
     ap.add_argument("--sparsities", type=float, nargs="*", default=[0.5, 0.7, 0.8, 0.9, 0.95])

@@ -102,7 +102,7 @@ def test_positive_penalty_lowers_the_spike_rate_in_fit_and_fine_tune(windows, tm
 
 def test_penalty_is_stored_in_the_run_config(run_dir, tmp_path):
     config = load_config(run_dir)
-    assert config.train.spike_rate_penalty == 0.0
+    assert config.train.spike_rate_penalty == TrainConfig().spike_rate_penalty
     config.train = dataclasses.replace(config.train, spike_rate_penalty=0.3)
     config.fine_tune = FineTuneRecord(FineTuneConfig(spike_rate_penalty=0.3), {"kind": "real"},
                                       10, ["a"])

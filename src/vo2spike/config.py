@@ -43,8 +43,9 @@ class TrainConfig:
     vo2max_loss_weight: float = 1.0  # loss = MSE(VO2) + w * MSE(VO2max), standardised units
     grad_clip: float = 1.0  # max gradient norm per step
     # loss += penalty x mean spike rate of the LIF layers (the fraction of neuron-steps that
-    # fire in the batch, 0..1); spiking models only; 0: no penalty
-    spike_rate_penalty: float = 0.0
+    # fire in the batch, 0..1); spiking models only; 0: no penalty. 2 brings the mean rate
+    # from about 24% to about 5% with no loss of VO2 R² (README, "Sparse spikes")
+    spike_rate_penalty: float = 2.0
 
 
 @dataclass
@@ -59,7 +60,7 @@ class FineTuneConfig:
     sim_per_real: float = 1.0  # simulated windows added per real window in a batch
     vo2max_loss_weight: float = 1.0
     grad_clip: float | None = 1.0  # max gradient norm per step (as in pre-training); None: off
-    spike_rate_penalty: float = 0.0  # as TrainConfig.spike_rate_penalty
+    spike_rate_penalty: float = 2.0  # as TrainConfig.spike_rate_penalty
 
 
 @dataclass
@@ -151,6 +152,13 @@ def _is_dataclass_type(tp: object) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+#: Fields added after a run format was in use, with the value that files without them meant.
+ADDED_FIELDS: dict[tuple[type, str], object] = {
+    (TrainConfig, "spike_rate_penalty"): 0.0,
+    (FineTuneConfig, "spike_rate_penalty"): 0.0,
+}
+
+
 def _from_dict(cls: type, data: object, where: str) -> object:
     """Build dataclass ``cls`` from parsed JSON, refusing missing or unknown fields."""
     if not isinstance(data, dict):
@@ -164,7 +172,8 @@ def _from_dict(cls: type, data: object, where: str) -> object:
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise RunDirError(f"{where}: missing field(s) {', '.join(missing)}")
-    kwargs = {}
+    kwargs = {name: value for (owner, name), value in ADDED_FIELDS.items()
+              if owner is cls and name not in data}
     for name, value in data.items():
         tp = hints[name]
         options = typing.get_args(tp) if isinstance(tp, types.UnionType) else (tp,)
