@@ -24,7 +24,7 @@ test: $(STAMP) system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest
 
-# About 75 minutes on 2 cores; results in bench/results/*.md and *.json.
+# About 2 hours on 2 cores; results in bench/results/*.md and *.json.
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/engines.py
 	$(BIN)/python bench/malaga_comparison.py
