@@ -80,7 +80,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--penalties", nargs="+", default=["0", "0.3", "1", "2", "3"])
-    ap.add_argument("--lopo", nargs="*", default=["0", "2"], help="penalties also scored on REAL data")
+    ap.add_argument("--lopo", nargs="*", default=["0", "2"],
+                    help="penalties also scored on REAL data")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--n-tests", type=int, default=None)
     ap.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "spike_sparsity")
