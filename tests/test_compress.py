@@ -118,3 +118,24 @@ def test_export_c_of_the_compressed_model(compressed, tmp_path, capsys):
     assert main(["export-c", "--model", str(out), "--out", str(tmp_path / "c")]) == 0
     assert (tmp_path / "c" / "vo2spike_model.h").is_file()
     assert "make -C" in capsys.readouterr().out
+
+
+def test_compress_rebuilds_the_missing_simulated_cohort_of_a_run(run_dir, tmp_path,
+                                                                  monkeypatch):
+    """A fresh clone has models/default but not its scratch cohort: it is simulated again
+    from the settings recorded in config.json, and must be byte-identical to the original."""
+    from vo2spike import pipeline
+    from vo2spike.config import save_config, sha256_file
+
+    monkeypatch.setattr(pipeline, "SCRATCH", tmp_path / "scratch")
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    cfg = load_config(run)
+    cfg.data["path"] = str(tmp_path / "gone" / "cohort")
+    save_config(run, cfg)
+    said: list[str] = []
+    data, real = pipeline.recorded_inputs(run, None, None, say=said.append)
+    assert real is None and data.parent == tmp_path / "scratch"
+    assert "SIMULATED cohort again" in said[0]
+    for name, digest in cfg.data["sha256"].items():
+        assert sha256_file(data / name) == digest

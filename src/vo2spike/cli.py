@@ -255,10 +255,14 @@ def cmd_compress(args: argparse.Namespace) -> None:
     )
     from vo2spike.config import load_config
     from vo2spike.inference import DEFAULT_MODEL
+    from vo2spike.pipeline import recorded_inputs
 
     model = args.model or DEFAULT_MODEL
-    data = args.data or Path(load_config(model).data["path"])
-    opts = CompressOptions(sparsity=args.sparsity, real=args.real, sweep=args.sweep or (),
+    load_config(model)  # a missing or damaged model folder is named before anything else
+    check_writable(args.out, args.force, kind="compressed", inputs=[model])
+    data, real = recorded_inputs(Path(model), args.data, args.real,
+                                 say=lambda line: print(line, flush=True))
+    opts = CompressOptions(sparsity=args.sparsity, real=real, sweep=args.sweep or (),
                            c_engine=not args.no_c)
     if args.finetune_epochs is not None:
         opts.finetune_epochs = args.finetune_epochs

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vo2spike.compress.workflow import COMPRESSED_DIR, CompressOptions, compress_run
-from vo2spike.config import FineTuneConfig, TrainConfig
+from vo2spike.config import FineTuneConfig, TrainConfig, load_config
 from vo2spike.crossval import crossval_run, leave_one_person_out
 from vo2spike.data.k5 import convert_yoyo
 from vo2spike.data.read import MEASURE_FILE, SUBJECT_FILE, Dataset
@@ -112,6 +112,42 @@ def resolve_real(opts: RunOptions, say: Callable[[str], None]) -> Path | None:
     dest = _scratch(f"{src.name}-canonical")
     convert_yoyo(src, dest, force=True)  # scratch space, rebuilt every run
     return dest
+
+
+def recorded_inputs(run_dir: Path, data: Path | None, real: Path | None,
+                    say: Callable[[str], None]) -> tuple[Path, Path | None]:
+    """The training data and real recordings a run was made from, for ``vo2spike compress``:
+    those given, else the paths in its config.json. When those were this pipeline's scratch
+    copies and are gone (a fresh clone), they are rebuilt: the simulated cohort from its
+    recorded settings, the real recordings from the shared Yo-Yo data. The caller checks the
+    SHA256 recorded in config.json, so a rebuild that differs is refused, not used."""
+    config = load_config(run_dir)
+    if data is None:
+        data = Path(config.data["path"])
+        sim = config.data.get("simulation")
+        if not (data / MEASURE_FILE).is_file() and config.data.get("kind") == "simulated" \
+                and isinstance(sim, dict):
+            recorded = sim.get("demographics")
+            demo = Path(recorded) if recorded and recorded != "synthetic" else None
+            if demo is not None and not demo.is_file() and SHARED_DEMOGRAPHICS.is_file():
+                demo = SHARED_DEMOGRAPHICS  # the same file, seen from another clone
+            dest = _scratch(data.name)
+            say(f"{data} is missing: simulating the run's SIMULATED cohort again into {dest} "
+                f"(protocol {sim['protocol']}, calibration {sim['calibration']}, "
+                f"seed {sim['seed']})")
+            data = write_cohort(dest, n_tests=sim.get("n_tests"),
+                                demographics_csv=demo, seed=sim["seed"],
+                                protocol=sim["protocol"], calibration=sim["calibration"],
+                                force=True)
+    if real is None and config.fine_tune is not None:
+        real = Path(config.fine_tune.data["path"])
+        if not (real / MEASURE_FILE).is_file() and SHARED_YOYO.is_dir() \
+                and real.name == f"{SHARED_YOYO.name}-canonical":
+            dest = _scratch(real.name)
+            say(f"{real} is missing: converting {SHARED_YOYO} again into {dest}")
+            convert_yoyo(SHARED_YOYO, dest, force=True)
+            real = dest
+    return data, real
 
 
 def cleaning_summary(dataset: Dataset) -> dict:
