@@ -457,6 +457,7 @@ def test_compression_with_a_compressed_model(run_dir, sim_dir, tmp_path):
     assert acc["before"] == {"vo2_r2": 0.9, "vo2_rmse": 250.0, "vo2max_r2": 0.5,
                              "vo2max_rmse": 400.0}
     assert acc["after"]["vo2_r2"] == 0.88 and acc["real_before"] is None
+    assert acc["energy"] is None  # not recorded in this compression.json
     app = DemoApp(run)
     t = app.trace_json("steady", {})
     c = t["compression"]
@@ -476,3 +477,14 @@ def test_membrane_plots_pick_neurons_that_fire():
     chosen = pick_neurons(rates)
     assert len(set(chosen)) == 3 and all(rates[i] > 0 for i in chosen)
     assert pick_neurons(np.zeros(64)) == [0, 1, 2]  # no spikes at all: still three neurons
+
+
+def test_the_shipped_model_carries_its_compression_figures():
+    shipped = Path(__file__).resolve().parents[1] / "models" / "default"
+    acc = compression.compression_accuracy(shipped)
+    assert acc["data_kind"] == "simulated" and acc["real_data_kind"].startswith("real")
+    for key in ("before", "after", "real_before", "real_after"):
+        assert -1 < acc[key]["vo2_r2"] <= 1 and acc[key]["vo2_rmse"] > 0
+    nj = acc["energy"]["nj"]
+    assert 0 < nj["int8"]["snn"]["spiking_layers"] < nj["int8"]["snn"]["total"]
+    assert 0 < acc["energy"]["spike_rates"]["mean"] < 1

@@ -310,6 +310,25 @@ def test_ctrl_c_exits_130_without_traceback(monkeypatch, tmp_path, capsys):
     assert code == 130 and "interrupted" in err
 
 
+def test_kill_leaves_nothing_half_written(tmp_path):
+    """SIGTERM (`kill`) in the middle of a command: exit 130, no traceback, no output and no
+    OUT.partial left behind."""
+    import signal
+    import time
+
+    exe = Path(sys.executable).with_name("vo2spike")
+    out = tmp_path / "cohort"
+    proc = subprocess.Popen([str(exe), "simulate", "--out", str(out)], stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # until it has started writing
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_spike_rate_penalty_flag_reaches_the_training_config():
     from vo2spike.cli import _train_config, build_parser
 

@@ -7,7 +7,9 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from vo2spike.config import RunDirError, TrainConfig
@@ -496,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s",
                         stream=sys.stderr)
+    # `kill` (SIGTERM) stops like Ctrl-C, so that half-written outputs are removed too.
+    previous = signal.signal(signal.SIGTERM, _interrupt) \
+        if threading.current_thread() is threading.main_thread() else None
     try:
         args.func(args)
     except (DataError, OutputExistsError, RunDirError) as e:
@@ -511,7 +516,14 @@ def main(argv: list[str] | None = None) -> int:
     except (FetchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -181,6 +181,7 @@ def compression_accuracy(model_dir: Path) -> dict | None:
     return {
         "file": str(path),
         "sparsity": data.get("sparsity"),
+        "energy": _energy(data),
         "data_kind": str(kinds.get("simulated", "not stated")),
         "before": figures(data["models"], "spiking", "sim"),
         "after": figures(data["models"], "pruned_int8", "sim"),
@@ -189,3 +190,18 @@ def compression_accuracy(model_dir: Path) -> dict | None:
         "real_before": figures(real_models, "spiking_real", "") if real_models else None,
         "real_after": figures(real_models, "pruned_int8_real", "") if real_models else None,
     }
+
+
+def _energy(data: dict) -> dict | None:
+    """The pruned models' energy per window (nJ; spiking layers and whole network, per
+    engine precision) and the spike rates it was counted at, or None if not recorded."""
+    try:
+        e = data["energy"]["pruned"]
+        nj = {prec: {model: {"spiking_layers": float(v["spiking_layers"]),
+                             "total": float(v["total"])}
+                     for model, v in models.items()}
+              for prec, models in e["energy_nj"].items()}
+        rates = {k: float(v) for k, v in e["spike_rates"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return {"nj": nj, "spike_rates": rates, "op_energy_pj": e.get("op_energy_pj")}
