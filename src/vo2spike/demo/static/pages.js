@@ -151,6 +151,8 @@
       (info.compression ? "The compressed model's measured accuracy is on the demo's stage 6." :
         "No compressed model exists yet in this model folder, so no accuracy after compression is shown.");
     box.append(p);
+    const PRECISIONS = { float: "float32", int8: "int8 (as the engines run it)",
+      int8_shift_leak: "int8, leak by shift-and-add (not implemented)" };
     const en = info.compression && info.compression.energy;
     if (en) {
       const names = { snn: "spiking model", twin_dense: "ANN twin, dense",
@@ -158,10 +160,10 @@
       const precs = Object.keys(en.nj);
       const rows = Object.keys(names).filter((k) => en.nj[precs[0]][k]).map((k) =>
         [names[k], ...precs.map((pr) => `${VO2.fmt(en.nj[pr][k].spiking_layers, 1)} / ${VO2.fmt(en.nj[pr][k].total, 1)}`)]);
-      box.append(table(`Measured on the compressed model (70% pruned; SIMULATED test split; mean spike ` +
+      box.append(table(`Estimated for the compressed model (70% pruned; operations counted on the SIMULATED test split; mean spike ` +
         `rate ${VO2.fmt(en.spike_rates.mean * 100, 1)}%): energy per window in nJ, spiking layers / ` +
         `whole network, arithmetic only (45 nm per-operation energies, Horowitz 2014)`,
-        ["model", ...precs.map((pr) => pr.replace(/_/g, " "))], rows));
+        ["model", ...precs.map((pr) => PRECISIONS[pr] || pr)], rows));
     }
   }
 
