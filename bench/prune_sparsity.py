@@ -45,7 +45,7 @@ from vo2spike.compress.prune import (
 )
 from vo2spike.config import FineTuneConfig, TrainConfig
 from vo2spike.data.k5 import convert_yoyo
-from vo2spike.data.simulate import write_cohort
+from vo2spike.data.simulate import DEFAULT_CALIBRATION, write_cohort
 from vo2spike.data.split import split_masks
 from vo2spike.data.windows import prepare_windows
 from vo2spike.inference import load_model
@@ -63,7 +63,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--penalty", default="2", help="spike-rate penalty of the training")
+    ap.add_argument("--penalty", default=str(TrainConfig().spike_rate_penalty),
+                    help="spike-rate penalty of the training")
     ap.add_argument("--epochs", type=int, default=8, help="masked fine-tuning epochs")
     ap.add_argument("--epochs-grid", type=int, nargs="*", default=[0, 2, 4, 8])
     ap.add_argument("--sparsities", type=float, nargs="*", default=[0.5, 0.7, 0.8, 0.9, 0.95])
@@ -80,10 +81,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     tag = f"seed{args.seed}-n{args.n_tests or 'all'}-p{args.penalty}"
-    stem = "prune_sparsity" + (f"-p{args.penalty}" if args.penalty != "0" else "") + (
+    default_penalty = float(args.penalty) == TrainConfig().spike_rate_penalty
+    stem = "prune_sparsity" + ("" if default_penalty else f"-p{args.penalty}") + (
         f"-seed{args.seed}" if args.seed else "")
 
-    sim_dir = write_cohort(args.work / "sim-foundation-mixed", n_tests=args.n_tests,
+    sim_dir = write_cohort(args.work / f"sim-{DEFAULT_CALIBRATION}-mixed", n_tests=args.n_tests,
                            demographics_csv=SHARED_DEMOGRAPHICS, protocol="mixed",
                            seed=args.seed, force=True)
     prepared = prepare_windows(sim_dir)

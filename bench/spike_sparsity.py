@@ -33,7 +33,7 @@ from safetensors.torch import load_file
 
 from vo2spike.config import FineTuneConfig, Normalizer, TrainConfig
 from vo2spike.data.k5 import convert_yoyo
-from vo2spike.data.simulate import write_cohort
+from vo2spike.data.simulate import DEFAULT_CALIBRATION, write_cohort
 from vo2spike.data.split import split_by_person, split_masks
 from vo2spike.data.windows import Windows, prepare_windows
 from vo2spike.inference import predict_windows
@@ -93,7 +93,7 @@ def main() -> None:
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    sim_dir = write_cohort(args.work / "sim-foundation-mixed", n_tests=args.n_tests,
+    sim_dir = write_cohort(args.work / f"sim-{DEFAULT_CALIBRATION}-mixed", n_tests=args.n_tests,
                            demographics_csv=SHARED_DEMOGRAPHICS, protocol="mixed",
                            seed=args.seed, force=True)
     sim_ds, sim = prepare_windows(sim_dir)

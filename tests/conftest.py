@@ -10,6 +10,7 @@ import pytest
 
 from vo2spike.config import TrainConfig
 from vo2spike.data.simulate import write_cohort
+from vo2spike.data.windows import prepare_windows
 from vo2spike.train import train_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,4 +52,22 @@ def run_dir(sim_dir, tmp_path_factory) -> Path:
     """A spiking model + twin trained for a few epochs on ``sim_dir``."""
     out = tmp_path_factory.mktemp("run") / "run"
     train_run(sim_dir, out, TrainConfig(epochs=3), seed=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sim_windows(sim_dir):
+    """The windows of ``sim_dir``."""
+    return prepare_windows(sim_dir)[1]
+
+
+@pytest.fixture(scope="session")
+def int8_dir(run_dir, sim_dir, tmp_path_factory) -> Path:
+    """A copy of ``run_dir`` with int8.* and int8_twin.* added (listed in config.json);
+    tests read it and copy it before changing anything."""
+    from vo2spike.compress.quantize import calibration_windows, quantize_folder
+
+    out = tmp_path_factory.mktemp("int8") / "model"
+    shutil.copytree(run_dir, out)
+    quantize_folder(out, calibration_windows(run_dir, sim_dir))
     return out

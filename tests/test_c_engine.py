@@ -17,7 +17,7 @@ from vo2spike.compress.int_engine import (
 )
 from vo2spike.compress.intmodel import load_int_model
 from vo2spike.compress.measure import zero_smallest
-from vo2spike.compress.quantize import calibration_windows, quantize_folder, quantize_model
+from vo2spike.compress.quantize import quantize_model
 from vo2spike.config import RunDirError
 from vo2spike.data.k5 import convert_yoyo
 from vo2spike.data.windows import prepare_windows
@@ -35,20 +35,6 @@ ARM_WINDOWS = 24
 
 
 @pytest.fixture(scope="module")
-def sim_windows(sim_dir):
-    return prepare_windows(sim_dir)[1]
-
-
-@pytest.fixture(scope="module")
-def model_dir(run_dir, sim_dir, tmp_path_factory):
-    """A copy of the trained run with its int8 models."""
-    out = tmp_path_factory.mktemp("cmodel") / "model"
-    shutil.copytree(run_dir, out)
-    quantize_folder(out, calibration_windows(run_dir, sim_dir))
-    return out
-
-
-@pytest.fixture(scope="module")
 def pruned(run_dir, sim_windows):
     """The spiking model with 70% of its weights zeroed, quantised: exercises the sparse
     (bitmap) storage."""
@@ -58,13 +44,13 @@ def pruned(run_dir, sim_windows):
 
 
 @pytest.fixture(scope="module")
-def builds(model_dir, pruned, sim_windows, tmp_path_factory):
+def builds(int8_dir, pruned, sim_windows, tmp_path_factory):
     """Exported and host-built C folders: spiking, twin and the pruned spiking model."""
     root = tmp_path_factory.mktemp("c")
     q = encode_inputs(sim_windows.x[:ARM_WINDOWS])
     out = {}
-    for key, model in (("spiking", load_int_model(model_dir, "int8")),
-                       ("twin", load_int_model(model_dir, "int8_twin")), ("pruned", pruned)):
+    for key, model in (("spiking", load_int_model(int8_dir, "int8")),
+                       ("twin", load_int_model(int8_dir, "int8_twin")), ("pruned", pruned)):
         report = ec.export_c(model, root / key, test_windows=q)
         ec.build_host(root / key)
         out[key] = (model, root / key, report)
@@ -137,27 +123,27 @@ def test_host_engine_is_bit_exact_on_real_recordings(builds, tmp_path):
         np.testing.assert_array_equal(o, np.concatenate([ref.out, ref.spikes], axis=1))
 
 
-def test_c_engine_equals_int8_engine(model_dir, sim_windows, tmp_path):
+def test_c_engine_equals_int8_engine(int8_dir, sim_windows, tmp_path):
     x = sim_windows.x[:200]
     for twin in (False, True):
-        c = ec.CEngine(model_dir, twin=twin, cache=tmp_path / "cache")
-        a, b = c.predict(x), Int8Engine(model_dir, twin=twin).predict(x)
+        c = ec.CEngine(int8_dir, twin=twin, cache=tmp_path / "cache")
+        a, b = c.predict(x), Int8Engine(int8_dir, twin=twin).predict(x)
         np.testing.assert_array_equal(a.vo2, b.vo2)
         np.testing.assert_array_equal(a.vo2max, b.vo2max)
         assert a.spike_rates == b.spike_rates
-    assert not any(p.suffix in (".c", ".h") for p in model_dir.iterdir())  # nothing written
+    assert not any(p.suffix in (".c", ".h") for p in int8_dir.iterdir())  # nothing written
 
 
-def test_c_folder_of_another_model_is_refused(model_dir, builds, tmp_path):
+def test_c_folder_of_another_model_is_refused(int8_dir, builds, tmp_path):
     _, twin_dir, twin_report = builds["twin"]
     with pytest.raises(RunDirError, match="generated from the int8 model with SHA256"):
-        ec.CEngine(model_dir, c_dir=twin_dir, cache=tmp_path / "cache")
-    spiking = load_int_model(model_dir, "int8")
+        ec.CEngine(int8_dir, c_dir=twin_dir, cache=tmp_path / "cache")
+    spiking = load_int_model(int8_dir, "int8")
     with pytest.raises(RunDirError, match=f"{twin_report['fingerprint']}, not {spiking.sha256}"):
         ec.run_harness(twin_dir, encode_inputs(np.zeros((1, 8, 60))), expect=spiking.sha256)
     # The matching C folder is accepted (built in the cache, not in the folder given).
     _, c_dir, _ = builds["spiking"]
-    engine = ec.CEngine(model_dir, c_dir=c_dir, cache=tmp_path / "cache")
+    engine = ec.CEngine(int8_dir, c_dir=c_dir, cache=tmp_path / "cache")
     assert engine.c_dir != c_dir
 
 

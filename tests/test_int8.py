@@ -24,27 +24,13 @@ from vo2spike.compress.int_engine import (
 )
 from vo2spike.compress.intmodel import load_int_model, save_int_model, sha256_file
 from vo2spike.compress.measure import zero_smallest
-from vo2spike.compress.quantize import calibration_windows, quantize_folder, quantize_model
+from vo2spike.compress.quantize import quantize_model
 from vo2spike.config import RunDirError
 from vo2spike.data.k5 import convert_yoyo
 from vo2spike.data.windows import prepare_windows
 from vo2spike.inference import load_model, predict_windows
 
 from .conftest import SHARED, needs_shared
-
-
-@pytest.fixture(scope="module")
-def sim_windows(sim_dir):
-    return prepare_windows(sim_dir)[1]
-
-
-@pytest.fixture(scope="module")
-def int_dir(run_dir, sim_dir, tmp_path_factory):
-    """A copy of the trained run with int8.* and int8_twin.* added (listed in config.json)."""
-    out = tmp_path_factory.mktemp("int8") / "model"
-    shutil.copytree(run_dir, out)
-    quantize_folder(out, calibration_windows(run_dir, sim_dir))
-    return out
 
 
 def continuous_chunks(w, length: int = 240) -> np.ndarray:
@@ -130,11 +116,11 @@ def test_input_encoding():
 
 
 @pytest.mark.parametrize("twin", [False, True])
-def test_int8_engine_is_close_to_the_float_model(int_dir, sim_windows, twin):
+def test_int8_engine_is_close_to_the_float_model(int8_dir, sim_windows, twin):
     w = sim_windows.subset(np.arange(len(sim_windows)) % 2 == 0)
-    model, norm, _ = load_model(int_dir, twin=twin)
+    model, norm, _ = load_model(int8_dir, twin=twin)
     f = predict_windows(model, norm, w.x)
-    engine = Int8Engine(int_dir, twin=twin)
+    engine = Int8Engine(int8_dir, twin=twin)
     p = engine.predict(w.x)
     for y, a, b in ((w.vo2, f.vo2, p.vo2), (w.vo2max, f.vo2max, p.vo2max)):
         assert abs(r2_score(y, a) - r2_score(y, b)) < 0.01
@@ -167,20 +153,20 @@ def test_pruned_weights_stay_zero_and_accuracy_holds(run_dir, sim_windows):
 # ------------------------------------------------------------------------------ files
 
 
-def test_round_trip_and_checksums(int_dir, tmp_path):
-    m = load_int_model(int_dir, "int8")
+def test_round_trip_and_checksums(int8_dir, tmp_path):
+    m = load_int_model(int8_dir, "int8")
     written = save_int_model(m, tmp_path, "copy")
     assert set(written) == {"copy.safetensors", "copy.json"}
-    assert written["copy.safetensors"] == sha256_file(int_dir / "int8.safetensors") == m.sha256
+    assert written["copy.safetensors"] == sha256_file(int8_dir / "int8.safetensors") == m.sha256
     m2 = load_int_model(tmp_path, "copy", expected=written)
     assert m2.meta["requant"] == m.meta["requant"] and m2.meta["lif"] == m.meta["lif"]
     for k, v in m.tensors.items():
         np.testing.assert_array_equal(m2.tensors[k], v)
         assert m2.tensors[k].dtype == v.dtype
-    config = json.loads((int_dir / "config.json").read_text())
+    config = json.loads((int8_dir / "config.json").read_text())
     assert {"int8.safetensors", "int8.json", "int8_twin.safetensors", "int8_twin.json"} \
         <= set(config["weights"])
-    meta = json.loads((int_dir / "int8.json").read_text())
+    meta = json.loads((int8_dir / "int8.json").read_text())
     assert meta["encoding"]["dtype"] == "int16" and meta["output"]["units"] == "mL/min"
     assert meta["calibration"]["rule"].startswith("percentile")
 
@@ -232,17 +218,17 @@ def _damage(folder, how):
     ("dtype", r"int8\.safetensors: tensor block0\.bias has dtype int64, expected int32"),
     ("tensor", r"int8\.safetensors: missing tensor\(s\) head\.bias"),
 ])
-def test_damaged_model_files_are_refused_by_name(int_dir, tmp_path, how, message):
+def test_damaged_model_files_are_refused_by_name(int8_dir, tmp_path, how, message):
     folder = tmp_path / "m"
-    shutil.copytree(int_dir, folder)
+    shutil.copytree(int8_dir, folder)
     _damage(folder, how)
     with pytest.raises(RunDirError, match=message):
         load_int_model(folder, "int8")
 
 
-def test_config_checksums_are_enforced(int_dir, tmp_path):
+def test_config_checksums_are_enforced(int8_dir, tmp_path):
     folder = tmp_path / "m"
-    shutil.copytree(int_dir, folder)
+    shutil.copytree(int8_dir, folder)
     meta = json.loads((folder / "int8.json").read_text())
     meta["scales"]["input"] = 1.0  # a valid file, but not the one config.json lists
     (folder / "int8.json").write_text(json.dumps(meta))
@@ -257,12 +243,12 @@ def test_run_directory_without_int8_files_is_refused(run_dir):
         Int8Engine(run_dir)
 
 
-def test_integer_engine_imports_no_torch(int_dir, sim_windows, tmp_path):
+def test_integer_engine_imports_no_torch(int8_dir, sim_windows, tmp_path):
     x = tmp_path / "x.npy"
     np.save(x, sim_windows.x[:8])
     code = ("import sys, numpy as np\n"
             "from vo2spike.compress.int_engine import Int8Engine\n"
-            f"p = Int8Engine({str(int_dir)!r}).predict(np.load({str(x)!r}))\n"
+            f"p = Int8Engine({str(int8_dir)!r}).predict(np.load({str(x)!r}))\n"
             "assert len(p.vo2) == 8 and 'torch' not in sys.modules, sorted(sys.modules)\n"
             "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -297,13 +283,13 @@ def _check_stream(m, chunks) -> int:
 
 
 @pytest.mark.parametrize("name", ["int8", "int8_twin"])
-def test_streaming_equals_windowed_simulated(int_dir, sim_windows, name):
-    m = load_int_model(int_dir, name)
+def test_streaming_equals_windowed_simulated(int8_dir, sim_windows, name):
+    m = load_int_model(int8_dir, name)
     assert _check_stream(m, continuous_chunks(sim_windows)) >= 300
 
 
-def test_single_stream_matches_and_validates(int_dir, sim_windows):
-    m = load_int_model(int_dir, "int8")
+def test_single_stream_matches_and_validates(int8_dir, sim_windows):
+    m = load_int_model(int8_dir, "int8")
     seq = encode_inputs(continuous_chunks(sim_windows, 150)[0])  # (C, 150): 4 windows
     stream = IntStream(m)
     results = [r for t in range(seq.shape[1]) if (r := stream.push(seq[:, t])) is not None]
@@ -323,6 +309,6 @@ def real_windows(tmp_path_factory):
 
 
 @needs_shared
-def test_streaming_equals_windowed_real(int_dir, real_windows):
-    m = load_int_model(int_dir, "int8")
+def test_streaming_equals_windowed_real(int8_dir, real_windows):
+    m = load_int_model(int8_dir, "int8")
     assert _check_stream(m, continuous_chunks(real_windows, 150)) >= 200

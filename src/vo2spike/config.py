@@ -9,7 +9,6 @@ nothing was damaged is in the config.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import types
 import typing
@@ -22,6 +21,7 @@ from vo2spike import __version__
 from vo2spike.data.windows import Windows
 from vo2spike.errors import RunDirError  # also imported from here by callers
 from vo2spike.model.net import ModelConfig
+from vo2spike.outputs import sha256_file  # noqa: F401 - also imported from here by callers
 
 #: Version of the config.json layout; bumped when a field is added, removed or renamed.
 FORMAT_VERSION = 2
@@ -234,10 +234,3 @@ def load_config(run_dir: Path) -> RunConfig:
     return config_from_dict(data, str(path))
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

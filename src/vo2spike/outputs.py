@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -176,16 +177,30 @@ def atomic_dir(path: Path, force: bool = False, *, kind: str,
         shutil.rmtree(old)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text to ``path`` via a temporary file and an atomic rename."""
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes to ``path`` via a temporary file and an atomic rename."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text (UTF-8) to ``path`` via a temporary file and an atomic rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_json(path: Path, obj: object) -> None:

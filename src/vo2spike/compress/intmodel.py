@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -30,6 +29,7 @@ from typing import NoReturn
 import numpy as np
 
 from vo2spike.errors import RunDirError
+from vo2spike.outputs import atomic_write_bytes, sha256_file
 
 FORMAT = "vo2spike-int8"
 FORMAT_VERSION = 1
@@ -53,15 +53,6 @@ def fail(msg: str) -> NoReturn:
     """Raise RunDirError (from the torch-free vo2spike.errors: the integer engine must run
     without torch)."""
     raise RunDirError(msg)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def has_res_conv(arch: dict, b: int) -> bool:
@@ -156,16 +147,6 @@ def tensor_bytes(tensors: dict[str, np.ndarray]) -> bytes:
     return save({k: np.ascontiguousarray(v) for k, v in sorted(tensors.items())})
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_int_model(m: IntModel, folder: Path, name: str = SPIKING_NAME) -> dict[str, str]:
     """Write ``folder/<name>.safetensors`` and ``folder/<name>.json`` (each atomically; the
     JSON records the .safetensors SHA256). Returns {file name: SHA256} of both files."""
@@ -179,8 +160,8 @@ def save_int_model(m: IntModel, folder: Path, name: str = SPIKING_NAME) -> dict[
                        for k, v in sorted(m.tensors.items())}
     meta["safetensors"] = st_name
     meta["sha256"] = digest
-    _write_atomic(folder / st_name, data)
-    _write_atomic(folder / js_name, (json.dumps(meta, indent=1) + "\n").encode())
+    atomic_write_bytes(folder / st_name, data)
+    atomic_write_bytes(folder / js_name, (json.dumps(meta, indent=1) + "\n").encode())
     m.sha256 = digest
     return {st_name: digest, js_name: sha256_file(folder / js_name)}
 

@@ -22,6 +22,7 @@ import torch
 
 from vo2spike.compress import export_c as ec
 from vo2spike.compress.int_engine import encode_inputs, predictions, run_windows
+from vo2spike.compress.prune import make_permanent, prunable, prune_global
 from vo2spike.compress.quantize import DEFAULT_PERCENTILE, quantize_model
 from vo2spike.config import load_config
 from vo2spike.data.split import split_masks
@@ -32,15 +33,17 @@ from vo2spike.metrics import score
 
 def zero_smallest(model: torch.nn.Module, amount: float) -> int:
     """Zero the ``amount`` fraction of conv / linear weights with the smallest magnitude
-    over the whole model (global); returns how many weights are now zero."""
-    import torch.nn.utils.prune as prune
+    over the whole model (global L1, in place); returns how many weights are now zero."""
+    pruned = make_permanent(prune_global(model, amount))
+    model.load_state_dict(pruned.state_dict())
+    return sum(int((m.weight == 0).sum()) for m, _ in prunable(model))
 
-    params = [(m, "weight") for m in model.modules()
-              if isinstance(m, torch.nn.Conv1d | torch.nn.Linear)]
-    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
-    for m, name in params:
-        prune.remove(m, name)
-    return sum(int((m.weight == 0).sum()) for m, _ in params)
+
+def _splits(run_dir: Path, data_dir: Path) -> dict:
+    """The run's train / val / test windows of ``data_dir``."""
+    config = load_config(run_dir)
+    _, w = prepare_windows(data_dir)
+    return {k: w.subset(m) for k, m in split_masks(w.person, config.split).items()}
 
 
 def _r2(w, pred) -> tuple[float, float]:
@@ -52,10 +55,8 @@ def accuracy_table(run_dir: Path, data_dir: Path, percentile: float = DEFAULT_PE
                    amounts: tuple[float, ...] = (0.0, 0.7)) -> list[dict]:
     """Float vs int8 R² on the run's test split, for the spiking model and the twin, at each
     fraction of zeroed weights; also returns the int8 models (key ``model``)."""
-    config = load_config(run_dir)
-    _, w = prepare_windows(data_dir)
-    masks = split_masks(w.person, config.split)
-    train, test = w.subset(masks["train"]), w.subset(masks["test"])
+    split = _splits(run_dir, data_dir)
+    train, test = split["train"], split["test"]
     rows = []
     for twin in (False, True):
         for amount in amounts:
@@ -76,10 +77,8 @@ def accuracy_table(run_dir: Path, data_dir: Path, percentile: float = DEFAULT_PE
 def calibration_table(run_dir: Path, data_dir: Path,
                       percentiles: tuple[float, ...] = (100.0, 99.999, 99.99, 99.9)) -> list:
     """Validation-split R² of the int8 models for each calibration percentile (100 = max)."""
-    config = load_config(run_dir)
-    _, w = prepare_windows(data_dir)
-    masks = split_masks(w.person, config.split)
-    train, val = w.subset(masks["train"]), w.subset(masks["val"])
+    split = _splits(run_dir, data_dir)
+    train, val = split["train"], split["val"]
     rows = []
     for twin in (False, True):
         model, norm, _ = load_model(run_dir, twin=twin)

@@ -11,7 +11,6 @@ milliseconds) and tests over ``MAX_TEST_S`` are fatal.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -21,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+
+from vo2spike.outputs import sha256_file
 
 log = logging.getLogger("vo2spike")
 
@@ -530,13 +531,6 @@ def _check_times(measures: pd.DataFrame, path: Path, report: DataReport) -> pd.D
     return measures
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_marker(path: Path, *required: str) -> dict:
@@ -554,7 +548,7 @@ def describe_source(data_dir: Path) -> dict:
     """Say where a data directory comes from: simulated, the real release, or user data."""
     data_dir = Path(data_dir)
     hashes = {
-        name: file_sha256(data_dir / name) for name in (SUBJECT_FILE, MEASURE_FILE)
+        name: sha256_file(data_dir / name) for name in (SUBJECT_FILE, MEASURE_FILE)
         if (data_dir / name).is_file()
     }
     source = {"path": str(data_dir), "sha256": hashes}
