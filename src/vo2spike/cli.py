@@ -140,16 +140,7 @@ def cmd_run(args: argparse.Namespace) -> None:
               f"{lopo['n_sessions']} sessions, {lopo['n_windows']} windows). "
               f"Data: {lopo['data_kind']}\n")
         print(lopo_table(lopo["models"]))
-    from vo2spike.compress.workflow import c_summary, compression_table, real_table
-
-    c = result.compression
-    print(f"\nCompressed model ({c['sparsity']:.0%} pruned, int8). Data: "
-          f"{c['data']['simulated'].upper()} test split\n")
-    print(compression_table(c))
-    print("\n" + c_summary(c.get("c_engine")))
-    if c.get("real"):
-        print(f"\nREAL recordings, people held out. Data: {c['data']['real']}\n")
-        print(real_table(c["real"]))
+    _print_compression(result.compression)
     rates = ", ".join(f"{k} {v:.3f}" for k, v in r["spike_rates"].items())
     print(f"\nspike rates: {rates}; parameters: {r['parameters']['spiking']:,}")
     print(f"run directory: {out} (report: {out / 'evaluation' / 'report.md'}); "
@@ -247,14 +238,21 @@ def _fractions(text: str) -> tuple[float, ...]:
     return tuple(_fraction(t) for t in text.split(",") if t.strip())
 
 
+def _print_compression(report: dict) -> None:
+    """The tables of a compress_run report, each with its data."""
+    from vo2spike.compress.workflow import c_summary, compression_table, real_table
+
+    print(f"\nCompressed model ({report['sparsity']:.0%} pruned, int8). Data: "
+          f"{report['data']['simulated'].upper()} test split\n")
+    print(compression_table(report))
+    print("\n" + c_summary(report.get("c_engine")))
+    if report.get("real"):
+        print(f"\nREAL recordings, people held out. Data: {report['data']['real']}\n")
+        print(real_table(report["real"]))
+
+
 def cmd_compress(args: argparse.Namespace) -> None:
-    from vo2spike.compress.workflow import (
-        CompressOptions,
-        c_summary,
-        compress_run,
-        compression_table,
-        real_table,
-    )
+    from vo2spike.compress.workflow import CompressOptions, compress_run
     from vo2spike.config import load_config
     from vo2spike.inference import DEFAULT_MODEL
     from vo2spike.pipeline import recorded_inputs
@@ -270,12 +268,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         opts.finetune_epochs = args.finetune_epochs
     r = compress_run(model, data, args.out, opts, force=args.force,
                      say=lambda line: print(line, flush=True))
-    print(f"\nData: {r['data']['simulated'].upper()} test split\n")
-    print(compression_table(r))
-    print("\n" + c_summary(r.get("c_engine")))
-    if r.get("real"):
-        print(f"\nREAL recordings, people held out. Data: {r['data']['real']}\n")
-        print(real_table(r["real"]))
+    _print_compression(r)
     print(f"\nwrote {args.out} (report: {Path(args.out) / 'compression.md'}); "
           f"{r['seconds']:.0f} s")
 

@@ -109,8 +109,13 @@ def resolve_real(opts: RunOptions, say: Callable[[str], None]) -> Path | None:
         return None
     if (src / MEASURE_FILE).is_file():
         return src
-    dest = _scratch(f"{src.name}-canonical")
-    convert_yoyo(src, dest, force=True)  # scratch space, rebuilt every run
+    return _converted(src)
+
+
+def _converted(yoyo_root: Path) -> Path:
+    """The Yo-Yo recordings converted into the scratch space (rebuilt at every call)."""
+    dest = _scratch(f"{yoyo_root.name}-canonical")
+    convert_yoyo(yoyo_root, dest, force=True)
     return dest
 
 
@@ -143,10 +148,8 @@ def recorded_inputs(run_dir: Path, data: Path | None, real: Path | None,
         real = Path(config.fine_tune.data["path"])
         if not (real / MEASURE_FILE).is_file() and SHARED_YOYO.is_dir() \
                 and real.name == f"{SHARED_YOYO.name}-canonical":
-            dest = _scratch(real.name)
-            say(f"{real} is missing: converting {SHARED_YOYO} again into {dest}")
-            convert_yoyo(SHARED_YOYO, dest, force=True)
-            real = dest
+            say(f"{real} is missing: converting {SHARED_YOYO} again")
+            real = _converted(SHARED_YOYO)
     return data, real
 
 
