@@ -139,3 +139,21 @@ def test_compress_rebuilds_the_missing_simulated_cohort_of_a_run(run_dir, tmp_pa
     assert "SIMULATED cohort again" in said[0]
     for name, digest in cfg.data["sha256"].items():
         assert sha256_file(data / name) == digest
+
+
+def test_real_table_states_the_bootstrap_interval_of_each_difference():
+    from vo2spike.compress.workflow import REAL_ROWS, real_table
+
+    def metrics(r2_vo2, r2_max):
+        return {"vo2_ml_min": {"r2": r2_vo2, "rmse": 400.0},
+                "vo2max_ml_min": {"r2": r2_max, "rmse": 550.0, "mape": 14.0}}
+
+    real = {"models": {m: metrics(0.89, 0.60) for m in REAL_ROWS},
+            "r2_difference_95": {"pruned_int8_real": {"vo2": [-0.012, 0.02],
+                                                      "vo2max": [-0.081, 0.047]}}}
+    real["models"]["pruned_int8_real"] = metrics(0.901, 0.58)
+    text = real_table(real)
+    assert "| +1.1 |" in text and "| -2.0 |" in text
+    assert "VO2 [-1.2, +2.0] points, VO2max [-8.1, +4.7] points" in text
+    del real["r2_difference_95"]
+    assert "bootstrap" not in real_table(real)  # reports written before it still render

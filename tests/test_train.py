@@ -21,7 +21,7 @@ from vo2spike.data.split import split_by_person, split_masks
 from vo2spike.data.windows import prepare_windows
 from vo2spike.inference import predict_windows
 from vo2spike.model.net import ModelConfig, VO2Net
-from vo2spike.train import fine_tune, fit, loss_fn, spike_rate_loss
+from vo2spike.train import fine_tune, fit, interpolate_weights, loss_fn, spike_rate_loss
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,47 @@ def test_penalty_is_stored_in_the_run_config(run_dir, tmp_path):
         del section["spike_rate_penalty"]
     old = config_from_dict(d)
     assert old.train.spike_rate_penalty == 0.0 == old.fine_tune.config.spike_rate_penalty
+
+
+def test_fine_tune_interpolates_between_start_and_tuned_weights(windows):
+    """tuned_fraction f: the result is start + f x (plain fine-tuned - start), parameter by
+    parameter; BatchNorm statistics (frozen while fine-tuning) are the start's."""
+    train, val, norm = windows
+    torch.manual_seed(0)
+    start = VO2Net(ModelConfig())
+    tuned = {}
+    for f in (1.0, 0.5, 0.0):
+        torch.manual_seed(0)
+        tuned[f] = fine_tune(start, val, train, norm, FineTuneConfig(epochs=1, tuned_fraction=f),
+                             0)
+    moved = 0
+    for (name, p0), p1, ph, pz in zip(start.named_parameters(), tuned[1.0].parameters(),
+                                      tuned[0.5].parameters(), tuned[0.0].parameters(),
+                                      strict=True):
+        assert torch.equal(pz, p0), name
+        torch.testing.assert_close(ph, p0 + 0.5 * (p1 - p0), rtol=0, atol=1e-6)
+        moved += int(not torch.equal(p1, p0))
+    assert moved > 0  # plain fine-tuning did change the weights
+    for (name, b0), b1 in zip(start.named_buffers(), tuned[0.5].buffers(), strict=True):
+        assert torch.equal(b0, b1), name
+
+
+def test_interpolation_keeps_shared_zeros_and_checks_its_fraction():
+    torch.manual_seed(0)
+    a, b = VO2Net(ModelConfig()), VO2Net(ModelConfig())
+    with torch.no_grad():
+        a.head_vo2.weight[0, :5] = 0
+        b.head_vo2.weight[0, :5] = 0
+    interpolate_weights(a, b, 0.5)
+    assert (b.head_vo2.weight[0, :5] == 0).all()
+    with pytest.raises(ValueError, match="tuned_fraction"):
+        interpolate_weights(a, b, 1.5)
+
+
+def test_configs_written_before_interpolation_load_as_plain_fine_tuning(run_dir):
+    config = load_config(run_dir)
+    config.fine_tune = FineTuneRecord(FineTuneConfig(), {"kind": "real"}, 10, ["a"])
+    d = config_to_dict(config)
+    assert d["fine_tune"]["config"]["tuned_fraction"] == FineTuneConfig().tuned_fraction
+    del d["fine_tune"]["config"]["tuned_fraction"]
+    assert config_from_dict(d).fine_tune.config.tuned_fraction == 1.0

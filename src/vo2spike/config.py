@@ -52,7 +52,9 @@ class TrainConfig:
 class FineTuneConfig:
     """Fine-tuning on real recordings: each batch holds real windows and as many windows
     drawn from the simulated training split (so the simulation is not forgotten);
-    BatchNorm statistics stay frozen. Chosen by leave-one-person-out on the Yo-Yo data."""
+    BatchNorm statistics stay frozen; at the end the weights are interpolated between the
+    starting and the fine-tuned ones (a weight-space ensemble, WiSE-FT: Wortsman et al.,
+    CVPR 2022). Chosen by leave-one-person-out on the Yo-Yo data."""
 
     epochs: int = 20
     batch_size: int = 32  # real windows per batch
@@ -61,6 +63,9 @@ class FineTuneConfig:
     vo2max_loss_weight: float = 1.0
     grad_clip: float | None = 1.0  # max gradient norm per step (as in pre-training); None: off
     spike_rate_penalty: float = 2.0  # as TrainConfig.spike_rate_penalty
+    # final weights = start + tuned_fraction x (fine-tuned - start); 1.0: plain fine-tuning.
+    # 0.5 is WiSE-FT's default, not tuned here.
+    tuned_fraction: float = 0.5
 
 
 @dataclass
@@ -156,6 +161,7 @@ def _is_dataclass_type(tp: object) -> bool:
 ADDED_FIELDS: dict[tuple[type, str], object] = {
     (TrainConfig, "spike_rate_penalty"): 0.0,
     (FineTuneConfig, "spike_rate_penalty"): 0.0,
+    (FineTuneConfig, "tuned_fraction"): 1.0,
 }
 
 

@@ -94,6 +94,41 @@ def score_lopo(pred: pd.DataFrame, weights: pd.Series, models: list[str] = MODEL
     return results
 
 
+def r2_difference_interval(pred: pd.DataFrame, model: str, reference: str, *,
+                           resamples: int = 2000, seed: int = 0,
+                           level: float = 0.95) -> dict[str, list[float]]:
+    """How far the R² difference ``model - reference`` (in R² units) can be trusted: a paired
+    bootstrap over people (held-out people drawn with replacement, all their windows and
+    sessions kept together), for window VO2 and per-session VO2max (mean of the session's
+    window estimates, as :func:`score_lopo`). Returns ``{"vo2": [low, high], "vo2max":
+    [low, high]}``, the central ``level`` interval of the resampled differences."""
+    rng = np.random.default_rng(seed)
+    sessions = pred.groupby("ID_test").agg(
+        ID=("ID", "first"), vo2max=("vo2max", "first"),
+        a=(f"{model}_vo2max", "mean"), b=(f"{reference}_vo2max", "mean"))
+    people = np.array(sorted(pred["ID"].unique()))
+    win_rows = {p: np.flatnonzero(pred["ID"].to_numpy() == p) for p in people}
+    ses_rows = {p: np.flatnonzero(sessions["ID"].to_numpy() == p) for p in people}
+    y, ya, yb = (pred[c].to_numpy() for c in ("vo2", f"{model}_vo2", f"{reference}_vo2"))
+    t, ta, tb = (sessions[c].to_numpy() for c in ("vo2max", "a", "b"))
+
+    def r2(true: np.ndarray, est: np.ndarray) -> float:
+        return 1.0 - float(((true - est) ** 2).sum() / ((true - true.mean()) ** 2).sum())
+
+    diffs: dict[str, list[float]] = {"vo2": [], "vo2max": []}
+    for _ in range(resamples):
+        pick = rng.choice(people, len(people))
+        w = np.concatenate([win_rows[p] for p in pick])
+        s = np.concatenate([ses_rows[p] for p in pick])
+        if np.ptp(t[s]) == 0:  # one session's VO2max drawn throughout: R² undefined
+            continue
+        diffs["vo2"].append(r2(y[w], ya[w]) - r2(y[w], yb[w]))
+        diffs["vo2max"].append(r2(t[s], ta[s]) - r2(t[s], tb[s]))
+    tail = 100 * (1 - level) / 2
+    return {k: [float(v) for v in np.percentile(d, [tail, 100 - tail])]
+            for k, d in diffs.items()}
+
+
 def lopo_table(results: dict) -> str:
     """Markdown table of the LOPO metrics."""
     lines = ["| model | VO2 R² | VO2 RMSE (mL/min) | VO2 MAE (mL/min) | VO2max MAPE | "

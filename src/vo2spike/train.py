@@ -179,9 +179,29 @@ def fit(model: VO2Net, train: Windows, val: Windows, norm: Normalizer, cfg: Trai
             "best_val_loss": meta["best_val"]}
 
 
+def interpolate_weights(start: torch.nn.Module, tuned: torch.nn.Module,
+                        fraction: float) -> torch.nn.Module:
+    """Move ``tuned``'s parameters (in place) to ``start + fraction x (tuned - start)``;
+    buffers (BatchNorm statistics, pruning masks) are left as they are. Returns ``tuned``.
+    A weight that is zero in both stays exactly zero."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"tuned_fraction must be in [0, 1], got {fraction}")
+    if fraction == 1.0:
+        return tuned
+    with torch.no_grad():
+        for (name, p0), (name1, p1) in zip(start.named_parameters(), tuned.named_parameters(),
+                                           strict=True):
+            if name != name1:
+                raise ValueError(f"parameters differ: {name} vs {name1}")
+            p1.mul_(fraction).add_(p0, alpha=1.0 - fraction)
+    return tuned
+
+
 def fine_tune(model: VO2Net, real: Windows, sim: Windows, norm: Normalizer,
               cfg: FineTuneConfig, seed: int) -> VO2Net:
-    """Return a copy of ``model`` fine-tuned on ``real`` (mixed with ``sim``) windows."""
+    """Return a copy of ``model`` fine-tuned on ``real`` (mixed with ``sim``) windows, its
+    weights then interpolated back towards ``model``'s by ``cfg.tuned_fraction``."""
+    start = model
     model = copy.deepcopy(model)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     x, y, ymax = _tensors(norm, real)
@@ -201,7 +221,7 @@ def fine_tune(model: VO2Net, real: Windows, sim: Windows, norm: Normalizer,
                        torch.cat([ymax[idx], ymaxs[j]]), cfg.vo2max_loss_weight, cfg.grad_clip,
                        cfg.spike_rate_penalty)
     model.eval()
-    return model
+    return interpolate_weights(start, model, cfg.tuned_fraction)
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> str:

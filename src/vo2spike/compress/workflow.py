@@ -54,7 +54,7 @@ from vo2spike.config import (
     load_config,
     save_config,
 )
-from vo2spike.crossval import leave_one_person_out, score_lopo
+from vo2spike.crossval import leave_one_person_out, r2_difference_interval, score_lopo
 from vo2spike.data.read import DataError, Dataset
 from vo2spike.data.split import split_masks
 from vo2spike.data.windows import Windows, prepare_windows
@@ -318,7 +318,9 @@ def _real_rows(run_dir: Path, final: dict, pruned_sim: dict, norm, real: Windows
     pred["spiking_real_vo2max"] = float_lopo["spiking_real_vo2max"].to_numpy()
     weights = real.tests.set_index("ID_test")["Weight"]
     return {"n_people": int(pred["ID"].nunique()), "n_sessions": int(pred["ID_test"].nunique()),
-            "n_windows": int(len(pred)), "models": score_lopo(pred, weights, REAL_ROWS)}
+            "n_windows": int(len(pred)), "models": score_lopo(pred, weights, REAL_ROWS),
+            "r2_difference_95": {m: r2_difference_interval(pred, m, "spiking_real")
+                                 for m in ("pruned_real", "pruned_int8_real")}}
 
 
 def _jsonable(obj):
@@ -377,6 +379,14 @@ def real_table(real: dict) -> str:
                      f"{_points(v['r2'], base['vo2_ml_min']['r2'])} | {v['rmse']:.0f} | "
                      f"{x['r2']:.3f} | {_points(x['r2'], base['vo2max_ml_min']['r2'])} | "
                      f"{x['rmse']:.0f} | {x['mape']:.1f}% |")
+    intervals = real.get("r2_difference_95", {})
+    if intervals:
+        lines += ["", "How much of a Δ is noise: 95% interval of the R² difference against the "
+                  "float model, people resampled with replacement (paired bootstrap, 2,000 "
+                  "resamples):", ""]
+        lines += [f"- {label(m)}: VO2 [{100 * i['vo2'][0]:+.1f}, {100 * i['vo2'][1]:+.1f}] "
+                  f"points, VO2max [{100 * i['vo2max'][0]:+.1f}, {100 * i['vo2max'][1]:+.1f}] "
+                  "points." for m, i in intervals.items()]
     return "\n".join(lines)
 
 
