@@ -1,14 +1,21 @@
-"""Benchmark: where a run's VO2max accuracy goes after 70% pruning (issue 8's open target).
+"""Benchmark: what 70% pruning costs in VO2max accuracy, with plain fine-tuning on real
+recordings and with the weight-space ensemble (``FineTuneConfig.tuned_fraction``, 0.5 by
+default: the fine-tuned weights are moved halfway back to the starting ones), and two
+other ways of pruning on simulation that were tried and not adopted.
 
-For a run fine-tuned on real recordings (``vo2spike run``), on its simulated test split:
-the float simulation-only model, the same pruned and masked-fine-tuned on simulation (as
-``vo2spike compress`` does), and that pruned model fine-tuned on all real recordings with
-VO2max loss weights 1 (the recipe), 0.2 and 0. Then leave-one-person-out on the real
-recordings (REAL): the float model, the pruned model (the recipe), the pruned model
-distilled from the float fold model (real and simulated windows relabelled with its
-outputs), and the fold's float model pruned late (after its real fine-tuning) and
-fine-tuned again with its masks. Writes bench/results/pruned_vo2max-<run>.{md,json}.
-About 8 minutes per run on 2 cores.
+For a run fine-tuned on real recordings (``vo2spike run``), starting from its float
+simulation-only model:
+- pruned: one-shot 70% global L1 pruning, masked fine-tuning on simulation (up to 8 epochs,
+  early stopping), as ``vo2spike compress`` does;
+- pruned gradually: 40%, then 60% (3 epochs each), then 70% (up to 8 epochs);
+- pruned + distilled: one-shot, but the masked fine-tuning learns the float model's outputs
+  on the simulated windows instead of their labels.
+Each is fine-tuned on real recordings (masks kept). SIMULATED: the run's test split, models
+fine-tuned on all real recordings. REAL: the simulation-only models applied unchanged, and
+leave-one-person-out (each fold fine-tunes on the other people only), with the paired
+bootstrap interval over people of each pruned model's R² difference against the float
+model fine-tuned the same way. Writes bench/results/pruned_vo2max-<run folder>.{md,json}.
+About 10 minutes per run on 2 cores.
 
     .venv/bin/python bench/pruned_vo2max.py [--model models/default]
 """
@@ -18,27 +25,33 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import r2_score
+import pandas as pd
+import torch
 
 from vo2spike.compress.prune import (
-    detach_masked,
+    FINETUNE_EPOCHS,
     fine_tune_pruned,
     make_permanent,
-    prune_and_fine_tune,
     prune_global,
     score_model,
 )
 from vo2spike.config import load_config
+from vo2spike.crossval import r2_difference_interval, score_lopo
 from vo2spike.data.split import split_masks
 from vo2spike.data.windows import Windows, prepare_windows
 from vo2spike.inference import load_model, predict_windows
 from vo2spike.pipeline import REPO, recorded_inputs
-from vo2spike.train import fine_tune
+from vo2spike.train import fine_tune, fit
 
 SPARSITY = 0.7
+GRADUAL = ((0.4, 3), (0.6, 3), (SPARSITY, FINETUNE_EPOCHS))  # (sparsity, epochs) steps
+#: (starting model, tuned_fraction) pairs fine-tuned on real recordings.
+VARIANTS = [("float", 1.0), ("pruned", 1.0), ("float", 0.5), ("pruned", 0.5),
+            ("pruned gradually", 0.5), ("pruned + distilled", 0.5)]
 
 
 def relabel(w: Windows, model, norm) -> Windows:
@@ -46,15 +59,6 @@ def relabel(w: Windows, model, norm) -> Windows:
     p = predict_windows(model, norm, w.x)
     return dataclasses.replace(w, vo2=p.vo2.astype(w.vo2.dtype),
                                vo2max=p.vo2max.astype(w.vo2max.dtype))
-
-
-def session_scores(real: Windows, vo2: np.ndarray, vo2max: np.ndarray) -> dict:
-    """Window VO2 R² and per-session VO2max R² (mean of the window estimates) and MAPE."""
-    sessions = sorted(set(real.id_test))
-    est = np.array([vo2max[real.id_test == s].mean() for s in sessions])
-    true = np.array([real.vo2max[real.id_test == s][0] for s in sessions])
-    return {"vo2_r2": float(r2_score(real.vo2, vo2)), "vo2max_r2": float(r2_score(true, est)),
-            "vo2max_mape": float(np.mean(np.abs(est - true) / true) * 100)}
 
 
 def main() -> None:
@@ -70,56 +74,85 @@ def main() -> None:
     masks = split_masks(w.person, cfg.split)
     train, val, test = (w.subset(masks[k]) for k in ("train", "val", "test"))
     sim_only, norm, _ = load_model(args.model, sim_only=True)
-    ft = cfg.fine_tune.config
 
-    pruned = prune_and_fine_tune(sim_only, norm, train, val, None, SPARSITY, cfg.train, None,
-                                 cfg.seed)
-    simulated = {"float, simulation only": score_model(sim_only, norm, test),
-                 "pruned, simulation only": score_model(pruned, norm, test)}
-    for weight in (1.0, 0.2, 0.0):
-        tuned = fine_tune_pruned(pruned, real, train, norm,
-                                 dataclasses.replace(ft, vo2max_loss_weight=weight), cfg.seed)
-        simulated[f"pruned + real fine-tuning, VO2max weight {weight:g}"] = score_model(
-            tuned, norm, test)
+    def prune_fit(model, amount, epochs, tr=train, va=val):
+        masked = prune_global(model, amount)
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.manual_seed(cfg.seed)
+            fit(masked, tr, va, norm, dataclasses.replace(cfg.train, epochs=epochs),
+                Path(tmp) / "ckpt.safetensors", f"pruning {amount:g}", cfg.seed)
+        return make_permanent(masked).eval()
 
-    def late(model, others):
-        masked = detach_masked(prune_global(model, SPARSITY))
-        return make_permanent(fine_tune(masked, others, train, norm, ft, cfg.seed)).eval()
+    gradual = sim_only
+    for amount, epochs in GRADUAL:
+        gradual = prune_fit(gradual, amount, epochs)
+    starts = {"float": sim_only, "pruned": prune_fit(sim_only, SPARSITY, FINETUNE_EPOCHS),
+              "pruned gradually": gradual,
+              "pruned + distilled": prune_fit(sim_only, SPARSITY, FINETUNE_EPOCHS,
+                                              relabel(train, sim_only, norm),
+                                              relabel(val, sim_only, norm))}
+
+    def tune(start: str, fraction: float, people: Windows):
+        ft = dataclasses.replace(cfg.fine_tune.config, tuned_fraction=fraction)
+        torch.manual_seed(cfg.seed)
+        if start == "float":
+            return fine_tune(sim_only, people, train, norm, ft, cfg.seed)
+        return fine_tune_pruned(starts[start], people, train, norm, ft, cfg.seed)
+
+    name = {f"{s}_sim": f"{s}, simulation only" for s in starts}
+    name.update({f"{s}_{f:g}": f"{s}, tuned_fraction {f:g}" for s, f in VARIANTS})
+    simulated = {name[f"{s}_sim"]: score_model(m, norm, test) for s, m in starts.items()}
+    simulated.update({name[f"{s}_{f:g}"]: score_model(tune(s, f, real), norm, test)
+                      for s, f in VARIANTS})
 
     person = np.array([str(p) for p in real.person])
-    names = ("float", "pruned", "pruned, distilled", "pruned late")
-    pred = {k: (np.zeros(len(real)), np.zeros(len(real))) for k in names}
+    pred = pd.DataFrame({"ID_test": real.id_test, "ID": person, "vo2": real.vo2,
+                         "vo2max": real.vo2max})
+    for s, model in starts.items():  # no real data
+        p = predict_windows(model, norm, real.x)
+        pred[f"{s}_sim_vo2"], pred[f"{s}_sim_vo2max"] = p.vo2, p.vo2max
     for held_out in sorted(set(person)):
-        test_rows = person == held_out
-        others = real.subset(~test_rows)
-        teacher = fine_tune(sim_only, others, train, norm, ft, cfg.seed)
-        models = {"float": teacher,
-                  "pruned": fine_tune_pruned(pruned, others, train, norm, ft, cfg.seed),
-                  "pruned, distilled": fine_tune_pruned(
-                      pruned, relabel(others, teacher, norm), relabel(train, teacher, norm),
-                      norm, ft, cfg.seed),
-                  "pruned late": late(teacher, others)}
-        for k, model in models.items():
-            p = predict_windows(model, norm, real.x[test_rows])
-            pred[k][0][test_rows], pred[k][1][test_rows] = p.vo2, p.vo2max
+        rows = person == held_out
+        for s, f in VARIANTS:
+            p = predict_windows(tune(s, f, real.subset(~rows)), norm, real.x[rows])
+            pred.loc[rows, f"{s}_{f:g}_vo2"], pred.loc[rows, f"{s}_{f:g}_vo2max"] = \
+                p.vo2, p.vo2max
         print(f"held out {held_out}", flush=True)
-    lopo = {k: session_scores(real, *pred[k]) for k in names}
+    weights = real.tests.set_index("ID_test")["Weight"]
+    lopo = score_lopo(pred, weights, list(name))
+    pairs = [(f"{s}_{f:g}", f"float_{f:g}") for s, f in VARIANTS if s != "float"]
+    pairs += [(f"{s}_sim", "float_sim") for s in starts if s != "float"]
+    intervals = {a: r2_difference_interval(pred, a, b) for a, b in pairs}
 
     lines = [f"# VO2max after 70% pruning: {args.model} (seed {cfg.seed})", "",
-             f"SIMULATED test split ({len(test)} windows):", "",
+             f"SIMULATED test split ({len(test)} windows); real fine-tuning on all "
+             f"{len(set(person))} people:", "",
              "| model | VO2 R² | VO2max R² |", "|---|---|---|"]
     lines += [f"| {k} | {s['vo2_r2']:.3f} | {s['vo2max_r2']:.3f} |" for k, s in simulated.items()]
-    lines += ["", f"REAL leave-one-person-out ({len(set(person))} people, "
-              f"{len(set(real.id_test))} sessions):", "",
+    lines += ["", f"REAL ({len(set(person))} people, {len(set(real.id_test))} sessions): "
+              "simulation-only models unchanged, the others by leave-one-person-out:", "",
               "| model | VO2 R² | VO2max R² | VO2max MAPE |", "|---|---|---|---|"]
-    lines += [f"| {k} | {s['vo2_r2']:.3f} | {s['vo2max_r2']:.3f} | {s['vo2max_mape']:.1f}% |"
-              for k, s in lopo.items()]
+    for k, r in lopo.items():
+        lines.append(f"| {name[k]} | {r['vo2_ml_min']['r2']:.3f} | "
+                     f"{r['vo2max_ml_min']['r2']:.3f} | {r['vo2max_ml_min']['mape']:.1f}% |")
+    lines += ["", "Pruned minus float (fine-tuned the same way), REAL, R² points, with the 95% "
+              "interval over people resampled (paired bootstrap):", "",
+              "| model | VO2 | VO2max |", "|---|---|---|"]
+    for a, b in pairs:
+        i = intervals[a]
+        d = {k: 100 * (lopo[a][f"{k}_ml_min"]["r2"] - lopo[b][f"{k}_ml_min"]["r2"])
+             for k in ("vo2", "vo2max")}
+        lines.append(f"| {name[a]} | {d['vo2']:+.1f} [{100 * i['vo2'][0]:+.1f}, "
+                     f"{100 * i['vo2'][1]:+.1f}] | {d['vo2max']:+.1f} "
+                     f"[{100 * i['vo2max'][0]:+.1f}, {100 * i['vo2max'][1]:+.1f}] |")
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     stem = f"pruned_vo2max-{args.model.resolve().name}"
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    (out / f"{stem}.json").write_text(json.dumps({"simulated": simulated, "real": lopo},
-                                                 indent=2, default=float) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(
+        {"simulated": simulated, "real": {name[k]: v for k, v in lopo.items()},
+         "r2_difference_95": {name[k]: v for k, v in intervals.items()}}, indent=2,
+        default=float) + "\n")
     print("\n".join(lines))
 
 
