@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +34,7 @@ import torch
 from vo2spike.compress.prune import (
     FINETUNE_EPOCHS,
     fine_tune_pruned,
-    make_permanent,
-    prune_global,
+    prune_and_fine_tune,
     score_model,
 )
 from vo2spike.config import load_config
@@ -45,7 +43,7 @@ from vo2spike.data.split import split_masks
 from vo2spike.data.windows import Windows, prepare_windows
 from vo2spike.inference import load_model, predict_windows
 from vo2spike.pipeline import REPO, recorded_inputs
-from vo2spike.train import fine_tune, fit
+from vo2spike.train import fine_tune
 
 SPARSITY = 0.7
 GRADUAL = ((0.4, 3), (0.6, 3), (SPARSITY, FINETUNE_EPOCHS))  # (sparsity, epochs) steps
@@ -76,12 +74,8 @@ def main() -> None:
     sim_only, norm, _ = load_model(args.model, sim_only=True)
 
     def prune_fit(model, amount, epochs, tr=train, va=val):
-        masked = prune_global(model, amount)
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.manual_seed(cfg.seed)
-            fit(masked, tr, va, norm, dataclasses.replace(cfg.train, epochs=epochs),
-                Path(tmp) / "ckpt.safetensors", f"pruning {amount:g}", cfg.seed)
-        return make_permanent(masked).eval()
+        return prune_and_fine_tune(model, norm, tr, va, None, amount, cfg.train, None,
+                                   cfg.seed, epochs)
 
     gradual = sim_only
     for amount, epochs in GRADUAL:

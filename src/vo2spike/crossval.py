@@ -106,13 +106,15 @@ def r2_difference_interval(pred: pd.DataFrame, model: str, reference: str, *,
     sessions = pred.groupby("ID_test").agg(
         ID=("ID", "first"), vo2max=("vo2max", "first"),
         a=(f"{model}_vo2max", "mean"), b=(f"{reference}_vo2max", "mean"))
-    people = np.array(sorted(pred["ID"].unique()))
-    win_rows = {p: np.flatnonzero(pred["ID"].to_numpy() == p) for p in people}
-    ses_rows = {p: np.flatnonzero(sessions["ID"].to_numpy() == p) for p in people}
+    window_person, session_person = pred["ID"].to_numpy(), sessions["ID"].to_numpy()
+    people = np.unique(window_person)
+    win_rows = {p: np.flatnonzero(window_person == p) for p in people}
+    ses_rows = {p: np.flatnonzero(session_person == p) for p in people}
     y, ya, yb = (pred[c].to_numpy() for c in ("vo2", f"{model}_vo2", f"{reference}_vo2"))
     t, ta, tb = (sessions[c].to_numpy() for c in ("vo2max", "a", "b"))
 
     def r2(true: np.ndarray, est: np.ndarray) -> float:
+        # sklearn's r2_score, less its input checks (20x slower over 8,000 calls)
         return 1.0 - float(((true - est) ** 2).sum() / ((true - true.mean()) ** 2).sum())
 
     diffs: dict[str, list[float]] = {"vo2": [], "vo2max": []}

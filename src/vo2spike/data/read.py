@@ -531,8 +531,6 @@ def _check_times(measures: pd.DataFrame, path: Path, report: DataReport) -> pd.D
     return measures
 
 
-
-
 def _read_marker(path: Path, *required: str) -> dict:
     """A JSON marker file (``SIMULATED.json``, ``SOURCE.json``) as a dict."""
     try:
