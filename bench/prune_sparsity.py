@@ -1,5 +1,8 @@
 """Benchmark: global magnitude pruning with masked fine-tuning, and energy per window.
 
+One-shot pruning throughout, the recipe of ``vo2spike compress`` when these results were
+measured (it prunes gradually since: bench/pruned_vo2max.py).
+
 Simulates the cohort of the real Malaga demographics (mixed protocols) and trains a run
 (``train.train_run``: spiking model and ANN twin, with the given spike-rate penalty), then:
 
@@ -125,7 +128,7 @@ def main() -> None:
         else:
             t0 = time.time()
             model = prune_and_fine_tune(floats[name], norm, train, val, None, amount,
-                                        config.train, None, args.seed, epochs)
+                                        config.train, None, args.seed, epochs, steps=())
             seconds = round(time.time() - t0, 1)
             save_weights(model, path)
             seconds_file.write_text(str(seconds))

@@ -33,13 +33,16 @@ def test_compressed_folder_is_a_checked_run_directory(compressed, run_dir):
     for twin in (False, True):
         model = load_model(out, twin=twin)[0]
         assert abs(sparsity(model) - 0.7) < 1e-3  # the masks were made permanent
-    # The zeros are the 70% smallest magnitudes of the run's simulation-only weights.
+    # Pruned gradually from the run's simulation-only weights: the 40% smallest of those
+    # went first and stayed zero.
+    assert cfg.compression.gradual_steps == [0.4, 0.6] and report["schedule"] == [0.4, 0.6, 0.7]
     from vo2spike.demo.compression import global_magnitude_mask, prunable_weights
 
-    masks = global_magnitude_mask(prunable_weights(load_model(run_dir, sim_only=True)[0]))
+    first = global_magnitude_mask(prunable_weights(load_model(run_dir, sim_only=True)[0]), 0.4)
     pruned = prunable_weights(load_model(out)[0])
-    assert all(np.array_equal(masks[k].numpy(), (pruned[k] != 0).numpy()) for k in masks)
-    assert (out / "compression.md").read_text().startswith("# Compression")
+    assert all((pruned[k][~first[k]] == 0).all() for k in first)
+    md = (out / "compression.md").read_text()
+    assert md.startswith("# Compression") and "gradually (40%, then 60%, then 70%;" in md
     saved = json.loads((out / "compression.json").read_text())
     assert set(saved["models"]) == {"spiking", "pruned", "pruned_int8", "pruned_c", "twin",
                                     "twin_pruned_int8"}
@@ -157,3 +160,34 @@ def test_real_table_states_the_bootstrap_interval_of_each_difference():
     assert "VO2 [-1.2, +2.0] points, VO2max [-8.1, +4.7] points" in text
     del real["r2_difference_95"]
     assert "bootstrap" not in real_table(real)  # reports written before it still render
+
+
+def test_one_shot_flag_reaches_the_compression(run_dir, tmp_path, monkeypatch):
+    from vo2spike.compress import workflow
+
+    seen: list[CompressOptions] = []
+
+    def fake_compress(model, data, out, opts, **_):
+        seen.append(opts)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(workflow, "compress_run", fake_compress)
+    for flags, gradual in (([], True), (["--one-shot"], False)):
+        with pytest.raises(SystemExit):
+            main(["compress", "--model", str(run_dir), "--out", str(tmp_path / "c"), *flags])
+        assert seen.pop().gradual is gradual
+
+
+def test_compression_records_written_before_gradual_pruning_load_as_one_shot(compressed):
+    from vo2spike.config import RunDirError, config_from_dict, config_to_dict
+
+    d = config_to_dict(load_config(compressed[0]))
+    del d["compression"]["gradual_steps"]
+    first = config_from_dict(d)
+    assert first.compression.gradual_steps == []
+    first.compression.gradual_steps.append(0.5)  # each load gets its own list
+    assert config_from_dict(d).compression.gradual_steps == []
+    d["compression"]["gradual_steps"] = ["0.4"]
+    with pytest.raises(RunDirError, match=r"compression\.gradual_steps: expected a list of "
+                                          r"float, found \['0\.4'\]"):
+        config_from_dict(d)

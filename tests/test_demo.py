@@ -391,6 +391,7 @@ def test_compression_view_without_compressed_model(run_dir):
     assert not v["compressed_model"] and "no compressed model exists yet" in v["source"]
     assert v["shape"] == [64, 64] and len(v["weights"]) == len(v["levels"]) == 4096
     assert v["removed_total"] == round(0.7 * v["weights_total"])
+    assert v["prune_steps"] == [0.7]  # one-shot, computed here
     # The same mask as torch's global L1 pruning.
     masks = compression.global_magnitude_mask(compression.prunable_weights(model))
     assert v["pruned"] == "".join("0" if k else "1" for k in masks[compression.LAYER].reshape(-1))
@@ -440,7 +441,7 @@ def test_compression_with_a_compressed_model(run_dir, sim_dir, tmp_path):
     run = make_compressed(run_dir, sim_dir, tmp_path / "run")
     model, _, _ = load_model(run)
     v = compression.compression_view(run, model)
-    assert v["compressed_model"] and v["prune_amount"] == 0.7
+    assert v["compressed_model"] and v["prune_amount"] == 0.7 and v["prune_steps"] == [0.7]
     kept_w = np.array(v["pruned_weights"])
     assert (kept_w[np.array(list(v["pruned"])) == "1"] == 0).all()
     # torch's pruning removed exactly the weights the demo computes without it.
@@ -488,3 +489,12 @@ def test_the_shipped_model_carries_its_compression_figures():
     nj = acc["energy"]["nj"]
     assert 0 < nj["int8"]["snn"]["spiking_layers"] < nj["int8"]["snn"]["total"]
     assert 0 < acc["energy"]["spike_rates"]["mean"] < 1
+
+
+def test_magnitude_histogram_draws_a_threshold_only_for_a_single_cut():
+    mags = np.array([0.01, 0.02, 0.03, 0.04, 0.05])
+    cut = compression.magnitude_histogram(mags, np.array([1, 1, 0, 0, 0], bool), bins=4)
+    assert cut["threshold"] == 0.02 and sum(cut["removed"]) == 2 and sum(cut["kept"]) == 3
+    # Gradual pruning: a removed weight larger than a kept one (it shrank while fine-tuned).
+    steps = compression.magnitude_histogram(mags, np.array([1, 0, 1, 0, 0], bool), bins=4)
+    assert steps["threshold"] is None and sum(steps["removed"]) == 2

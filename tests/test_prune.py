@@ -1,5 +1,6 @@
 """Global magnitude pruning: exact sparsity, global L1 ranking, masks kept through masked
-fine-tuning (fit and fine_tune), permanent zeros, the sweep's table and plot."""
+fine-tuning (fit and fine_tune), gradual steps, permanent zeros, the sweep's table and
+plot."""
 
 import copy
 
@@ -17,6 +18,7 @@ from vo2spike.compress.prune import (
     prunable,
     prune_and_fine_tune,
     prune_global,
+    pruning_schedule,
     sparsity,
     sparsity_sweep,
     sweep_plot,
@@ -82,7 +84,7 @@ def test_masked_fit_and_fine_tune_keep_exactly_the_pruned_weights_zero(windows):
     before = [effective_weight(m).clone() for m, _ in prunable(masked)]
     pruned = prune_and_fine_tune(model, norm, train, val, test, 0.7,
                                  TrainConfig(batch_size=64), FineTuneConfig(epochs=1), seed=0,
-                                 epochs=1)
+                                 epochs=1, steps=())  # one-shot
     assert not is_masked(pruned) and set(pruned.state_dict()) == set(model.state_dict())
     after = [m.weight.detach() for m, _ in prunable(pruned)]
     for keep, w0, w1 in zip(masks, before, after, strict=True):
@@ -97,6 +99,32 @@ def test_masked_fit_and_fine_tune_keep_exactly_the_pruned_weights_zero(windows):
     for w0, w1 in zip(after, [m.weight.detach() for m, _ in prunable(tuned)], strict=True):
         assert torch.equal(w1 != 0, w0 != 0)
     assert not torch.equal(after[-1], tuned.head_vo2max.weight.detach())
+
+
+def test_pruning_schedule():
+    assert pruning_schedule(0.7) == [0.4, 0.6, 0.7]
+    assert pruning_schedule(0.9, (0.5,)) == [0.45, 0.9]
+    assert pruning_schedule(0.7, ()) == [0.7]
+    for bad in ((0.6, 0.4), (0.0, 0.5), (0.5, 1.0)):
+        with pytest.raises(ValueError, match="gradual steps"):
+            pruning_schedule(0.7, bad)
+
+
+def test_gradual_pruning_keeps_each_steps_zeros_and_ranks_the_fine_tuned_weights(windows):
+    train, val, _, norm = windows
+    model, cfg = _model(), TrainConfig(batch_size=64)
+    gradual = prune_and_fine_tune(model, norm, train, val, None, 0.7, cfg, seed=0, epochs=1)
+    assert not is_masked(gradual)
+    assert sparsity(gradual) == round(0.7 * N_PRUNABLE) / N_PRUNABLE
+    zeros = torch.cat([z.flatten() for z in _zeros(gradual)])
+    first = torch.cat([z.flatten() for z in _zeros(prune_global(model, 0.4))])
+    one_shot = torch.cat([z.flatten() for z in _zeros(prune_global(model, 0.7))])
+    assert zeros[first].all()  # the first step's zeros (from the starting weights) stay zero
+    # Later steps rank the fine-tuned weights: not the one-shot choice of the start's ones.
+    assert not torch.equal(zeros, one_shot)
+    # Without fine-tuning between the steps, gradual pruning is one-shot pruning.
+    still = prune_and_fine_tune(model, norm, train, val, None, 0.7, cfg, seed=0, epochs=0)
+    assert torch.equal(torch.cat([z.flatten() for z in _zeros(still)]), one_shot)
 
 
 def test_masked_model_can_be_deep_copied_after_a_training_step(windows):

@@ -263,7 +263,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
     data, real = recorded_inputs(Path(model), args.data, args.real,
                                  say=lambda line: print(line, flush=True))
     opts = CompressOptions(sparsity=args.sparsity, real=real, sweep=args.sweep or (),
-                           c_engine=not args.no_c)
+                           c_engine=not args.no_c, gradual=not args.one_shot)
     if args.finetune_epochs is not None:
         opts.finetune_epochs = args.finetune_epochs
     r = compress_run(model, data, args.out, opts, force=args.force,
@@ -446,7 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--sparsity", type=_fraction, default=0.7,
                     help="fraction of Conv1d and Linear weights pruned (default 0.7)")
     co.add_argument("--finetune-epochs", type=_int_at_least(0), default=None,
-                    help="most epochs of masked fine-tuning on simulated windows")
+                    help="most epochs of masked fine-tuning on simulated windows after the "
+                         "last pruning step (default 8)")
+    co.add_argument("--one-shot", action="store_true",
+                    help="prune to the target at once instead of gradually (default: at 4/7 "
+                         "and 6/7 of it first, e.g. 40%% and 60%% before 70%%, up to 3 epochs "
+                         "of masked fine-tuning each)")
     co.add_argument("--sweep", type=_fractions,
                     help="also measure accuracy at these sparsities, e.g. 0.5,0.7,0.8,0.9,0.95")
     co.add_argument("--real", type=Path, help="real recordings the run was fine-tuned on "

@@ -8,6 +8,7 @@ nothing was damaged is in the config.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import types
@@ -87,6 +88,8 @@ class CompressionRecord:
     sparsity: float  # fraction of the Conv1d and Linear weights pruned (global, L1)
     finetune_epochs: int  # most epochs of masked fine-tuning on simulated windows
     calibration_windows: int  # training windows the int8 activation scales came from
+    # sparsities pruned and fine-tuned before `sparsity` (gradual pruning); []: one-shot
+    gradual_steps: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -162,7 +165,27 @@ ADDED_FIELDS: dict[tuple[type, str], object] = {
     (TrainConfig, "spike_rate_penalty"): 0.0,
     (FineTuneConfig, "spike_rate_penalty"): 0.0,
     (FineTuneConfig, "tuned_fraction"): 1.0,
+    (CompressionRecord, "gradual_steps"): [],
 }
+
+
+def _matches(value: object, tp: object) -> bool:
+    """Whether a parsed JSON value has type ``tp``; int, float, str and list[...] of them are
+    checked, other types are left to the dataclass."""
+    if tp is float:
+        return isinstance(value, int | float)
+    if tp in (int, str):
+        return isinstance(value, tp)  # type: ignore[arg-type]
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    return True
+
+
+def _type_name(tp: object) -> str:
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
 
 
 def _from_dict(cls: type, data: object, where: str) -> object:
@@ -178,7 +201,7 @@ def _from_dict(cls: type, data: object, where: str) -> object:
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise RunDirError(f"{where}: missing field(s) {', '.join(missing)}")
-    kwargs = {name: value for (owner, name), value in ADDED_FIELDS.items()
+    kwargs = {name: copy.copy(value) for (owner, name), value in ADDED_FIELDS.items()
               if owner is cls and name not in data}
     for name, value in data.items():
         tp = hints[name]
@@ -186,9 +209,8 @@ def _from_dict(cls: type, data: object, where: str) -> object:
         target = next((t for t in options if _is_dataclass_type(t)), None)
         if value is not None and target is not None:
             value = _from_dict(target, value, f"{where}.{name}")
-        elif tp is int and not isinstance(value, int) or tp is float and not isinstance(
-                value, int | float) or tp is str and not isinstance(value, str):
-            raise RunDirError(f"{where}.{name}: expected {tp.__name__}, found {value!r}")
+        elif not _matches(value, tp):
+            raise RunDirError(f"{where}.{name}: expected {_type_name(tp)}, found {value!r}")
         kwargs[name] = value
     obj = cls(**kwargs)
     if cls is ModelConfig:

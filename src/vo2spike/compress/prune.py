@@ -2,12 +2,14 @@
 
 All Conv1d and Linear weights of the network (TCN convolutions and residual, the LIF or
 twin layers, both heads: 16,512 weights) are pruned together by L1 magnitude
-(``torch.nn.utils.prune.global_unstructured``); biases and BatchNorm are left alone. The
-pruned network is then fine-tuned with its masks in place, with the training recipe
-(``train.fit`` on simulated windows, early stopping; then ``train.fine_tune`` on real
-windows mixed with simulated ones when the run was fine-tuned on real recordings), and the
-masks are made permanent: the result is a plain VO2Net whose pruned weights are exact
-zeros.
+(``torch.nn.utils.prune.global_unstructured``); biases and BatchNorm are left alone.
+Pruning is gradual by default: to reach 70% the network is pruned to 40% and fine-tuned
+(up to 3 epochs), then to 60% and fine-tuned, then to 70%, each time removing the smallest
+magnitudes left (the zeros of a step stay zeros). Each step is fine-tuned with its masks in
+place, with the training recipe (``train.fit`` on simulated windows, early stopping); after
+the last, ``train.fine_tune`` on real windows mixed with simulated ones when the run was
+fine-tuned on real recordings. The masks are then made permanent: the result is a plain
+VO2Net whose pruned weights are exact zeros.
 
 While masked, a module holds ``weight_orig`` (a parameter) and ``weight_mask`` (a buffer) and
 a forward pre-hook sets ``weight = weight_orig * weight_mask``: the optimiser only sees
@@ -19,7 +21,7 @@ does) refuses it; :func:`detach_masked` recomputes it without a graph.
 
     pruned = prune_and_fine_tune(model, norm, sim_train, sim_val, real, 0.7, TrainConfig(),
                                  FineTuneConfig(), seed=0, epochs=FINETUNE_EPOCHS)
-    sparsity(pruned)  # 0.7 of the prunable weights are exactly 0
+    sparsity(pruned)  # 0.7 of the prunable weights are exactly 0 (pruned at 0.4, 0.6, 0.7)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import copy
 import dataclasses
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -49,6 +52,12 @@ from vo2spike.train import fine_tune, fit  # noqa: E402
 DEFAULT_SPARSITY = 0.7
 #: Default epochs of masked fine-tuning on simulated windows (early stopping may end sooner).
 FINETUNE_EPOCHS = 8
+#: Gradual pruning: the sparsities pruned (and fine-tuned) before the target, as fractions
+#: of it: 40% and 60% on the way to 70%. Measured against one-shot pruning in
+#: bench/pruned_vo2max.py, where one-shot lost up to 4.4 points of REAL VO2max R².
+GRADUAL_STEPS = (4 / 7, 6 / 7)
+#: Most epochs of masked fine-tuning at each intermediate sparsity.
+GRADUAL_EPOCHS = 3
 #: Default sparsities of ``--sweep``.
 SWEEP_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95)
 PRUNABLE = (nn.Conv1d, nn.Linear)
@@ -128,26 +137,43 @@ def fine_tune_pruned(model: VO2Net, real: Windows, sim: Windows, norm: Normalize
     return make_permanent(fine_tune(mask_zeros(model), real, sim, norm, cfg, seed))
 
 
+def pruning_schedule(amount: float, steps: Sequence[float] = GRADUAL_STEPS) -> list[float]:
+    """The sparsities pruned in turn to reach ``amount``: ``amount x f`` for each fraction
+    ``f`` of ``steps`` (rounded to 4 decimals), then ``amount``. ``steps=()``: one-shot."""
+    if not all(0.0 < f < 1.0 for f in steps) or list(steps) != sorted(steps):
+        raise ValueError(f"gradual steps must be increasing fractions in (0, 1), got {steps}")
+    return [round(amount * f, 4) for f in steps] + [amount]
+
+
 def prune_and_fine_tune(model: VO2Net, norm: Normalizer, sim_train: Windows, sim_val: Windows,
                         real: Windows | None, amount: float = DEFAULT_SPARSITY,
                         train_cfg: TrainConfig | None = None,
                         fine_tune_cfg: FineTuneConfig | None = None, seed: int = 0,
-                        epochs: int = FINETUNE_EPOCHS) -> VO2Net:
-    """Prune a copy of ``model`` (spiking or twin) to ``amount`` sparsity and fine-tune it with
-    its masks: ``train.fit`` on ``sim_train`` for up to ``epochs`` epochs (the training
-    recipe ``train_cfg``, early stopping on ``sim_val``), then, if ``real`` windows are
-    given, ``train.fine_tune`` on them mixed with ``sim_train`` (``fine_tune_cfg``).
-    Returns a plain VO2Net (eval mode) whose pruned weights are exact zeros.
+                        epochs: int = FINETUNE_EPOCHS,
+                        steps: Sequence[float] = GRADUAL_STEPS) -> VO2Net:
+    """Prune a copy of ``model`` (spiking or twin) to ``amount`` sparsity in the steps of
+    :func:`pruning_schedule` and fine-tune it with its masks after each: ``train.fit`` on
+    ``sim_train`` (the training recipe ``train_cfg``, early stopping on ``sim_val``) for up to
+    ``GRADUAL_EPOCHS`` epochs at each intermediate sparsity and ``epochs`` at the last one
+    (``epochs=0``: no fine-tuning, which makes gradual pruning the same as one-shot); then,
+    if ``real`` windows are given, ``train.fine_tune`` on them mixed with ``sim_train``
+    (``fine_tune_cfg``). Returns a plain VO2Net (eval mode) whose pruned weights are exact
+    zeros.
 
     Start from the simulation-only weights of a run: that is the recipe its
     leave-one-person-out measures (masks chosen without any real person)."""
-    train_cfg = dataclasses.replace(train_cfg or TrainConfig(), epochs=epochs)
-    masked = prune_global(model, amount)
-    if epochs > 0:
-        with tempfile.TemporaryDirectory() as tmp:
-            torch.manual_seed(seed)
-            fit(masked, sim_train, sim_val, norm, train_cfg, Path(tmp) / "ckpt.safetensors",
-                f"masked fine-tuning, sparsity {amount:g}", seed)
+    schedule = pruning_schedule(amount, steps)
+    for i, step in enumerate(schedule):
+        last = i == len(schedule) - 1
+        step_epochs = epochs if last else min(GRADUAL_EPOCHS, epochs)
+        masked = prune_global(model, step)
+        if step_epochs > 0:
+            cfg = dataclasses.replace(train_cfg or TrainConfig(), epochs=step_epochs)
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.manual_seed(seed)
+                fit(masked, sim_train, sim_val, norm, cfg, Path(tmp) / "ckpt.safetensors",
+                    f"masked fine-tuning, sparsity {step:g}", seed)
+        model = masked if last else make_permanent(masked)
     if real is not None and len(real):
         torch.manual_seed(seed)
         masked = fine_tune(detach_masked(masked), real, sim_train, norm,
@@ -170,12 +196,14 @@ def sparsity_sweep(models: dict[str, VO2Net], norm: Normalizer, sim_train: Windo
                    real: Windows | None = None, train_cfg: TrainConfig | None = None,
                    fine_tune_cfg: FineTuneConfig | None = None, seed: int = 0,
                    epochs: int = FINETUNE_EPOCHS,
-                   references: dict[str, VO2Net] | None = None) -> list[dict]:
+                   references: dict[str, VO2Net] | None = None,
+                   steps: Sequence[float] = GRADUAL_STEPS) -> list[dict]:
     """Accuracy against sparsity on the simulated test split: for each model (name -> float
     model to prune, e.g. ``{"spiking": snn, "twin": twin}``) a row at sparsity 0 and one per
-    sparsity after :func:`prune_and_fine_tune`. The sparsity-0 row scores
-    ``references[name]`` if given (for a run fine-tuned on real recordings: prune its
-    simulation-only weights, compare with its fine-tuned ones), else the model itself.
+    sparsity after :func:`prune_and_fine_tune` (gradual ``steps``, as fractions of each
+    sparsity). The sparsity-0 row scores ``references[name]`` if given (for a run fine-tuned
+    on real recordings: prune its simulation-only weights, compare with its fine-tuned
+    ones), else the model itself.
     Rows: model, sparsity (requested and measured), VO2 R² and RMSE (mL/min), VO2max R² and
     MAPE (%), spike rates, seconds of pruning + fine-tuning."""
     rows = []
@@ -186,7 +214,7 @@ def sparsity_sweep(models: dict[str, VO2Net], norm: Normalizer, sim_train: Windo
         for amount in sparsities:
             t0 = time.time()
             pruned = prune_and_fine_tune(model, norm, sim_train, sim_val, real, amount,
-                                         train_cfg, fine_tune_cfg, seed, epochs)
+                                         train_cfg, fine_tune_cfg, seed, epochs, steps)
             rows.append({"model": name, "sparsity": float(amount),
                          "measured_sparsity": sparsity(pruned),
                          **score_model(pruned, norm, sim_test),

@@ -37,8 +37,11 @@ from vo2spike.compress.int_engine import Int8Engine, encode_inputs, predictions,
 from vo2spike.compress.prune import (
     DEFAULT_SPARSITY,
     FINETUNE_EPOCHS,
+    GRADUAL_EPOCHS,
+    GRADUAL_STEPS,
     fine_tune_pruned,
     prune_and_fine_tune,
+    pruning_schedule,
     sparsity,
     sparsity_sweep,
     sweep_plot,
@@ -81,6 +84,7 @@ class CompressOptions:
 
     sparsity: float = DEFAULT_SPARSITY  # fraction of Conv1d + Linear weights set to zero
     finetune_epochs: int = FINETUNE_EPOCHS  # most epochs of masked fine-tuning (simulated)
+    gradual: bool = True  # prune in the steps of prune.pruning_schedule; False: one-shot
     real: Path | None = None  # real recordings; default: those the run was fine-tuned on
     sweep: tuple[float, ...] = ()  # also measure accuracy at these sparsities
     c_engine: bool = True  # also run and measure the C engine (needs gcc)
@@ -211,11 +215,14 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
                 for name in ("spiking", "twin")}
     final = {name: load_model(run_dir, twin=name == "twin")[0] for name in ("spiking", "twin")}
     norm = config.normalization
-    say(f"pruning {opts.sparsity:.0%} of the weights (global L1) of the spiking model and "
-        f"its twin, masked fine-tuning (up to {opts.finetune_epochs} epochs)")
+    steps = GRADUAL_STEPS if opts.gradual else ()
+    schedule = pruning_schedule(opts.sparsity, steps)
+    say(f"pruning {' -> '.join(f'{s:.0%}' for s in schedule)} of the weights (global L1) of "
+        f"the spiking model and its twin, masked fine-tuning after each step (up to "
+        f"{opts.finetune_epochs} epochs at the last)")
     pruned_sim = {name: prune_and_fine_tune(model, norm, sim_train, sim_val, None,
                                             opts.sparsity, config.train, ft_cfg, config.seed,
-                                            opts.finetune_epochs)
+                                            opts.finetune_epochs, steps)
                   for name, model in sim_only.items()}
     pruned = dict(pruned_sim)
     if real is not None:
@@ -224,7 +231,8 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
 
     report: dict = {"data": {"simulated": dataset.source["kind"],
                              "real": real_ds.source["kind"] if real is not None else None},
-                    "sparsity": opts.sparsity, "finetune_epochs": opts.finetune_epochs,
+                    "sparsity": opts.sparsity, "schedule": schedule,
+                    "finetune_epochs": opts.finetune_epochs,
                     "measured_sparsity": {k: sparsity(m) for k, m in pruned.items()},
                     "source": source, "models": {}}
     with atomic_dir(out, force=force, kind="compressed", inputs=inputs) as work:
@@ -232,7 +240,8 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
             config, weights={MODEL_FILE: save_weights(pruned["spiking"], work / MODEL_FILE),
                              TWIN_FILE: save_weights(pruned["twin"], work / TWIN_FILE)},
             compression=CompressionRecord(source, dict(config.weights), opts.sparsity,
-                                          opts.finetune_epochs, int(len(sim_train))))
+                                          opts.finetune_epochs, int(len(sim_train)),
+                                          schedule[:-1]))
         save_config(work, cfg)
         quantize_folder(work, sim_train.x)
         say("measuring float, pruned, int8 and C engines on the simulated test split")
@@ -245,7 +254,7 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
             say(f"sparsity sweep: {', '.join(f'{s:g}' for s in opts.sweep)}")
             rows = sparsity_sweep(sim_only, norm, sim_train, sim_val, sim_test, opts.sweep,
                                   real=real, train_cfg=config.train, fine_tune_cfg=ft_cfg,
-                                  seed=config.seed, epochs=opts.finetune_epochs,
+                                  seed=config.seed, epochs=opts.finetune_epochs, steps=steps,
                                   references=final)
             report["sweep"] = rows
             (work / "sweep.md").write_text(sweep_table(rows) + "\n")
@@ -428,6 +437,16 @@ def c_summary(c: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _schedule_text(report: dict) -> str:
+    """How the pruning went, in words: one-shot or the gradual steps."""
+    steps = report["schedule"][:-1]
+    if not steps:
+        return f"one-shot, masked fine-tuning up to {report['finetune_epochs']} epochs"
+    return (f"gradually ({', then '.join(f'{s:.0%}' for s in report['schedule'])}; masked "
+            f"fine-tuning up to {min(GRADUAL_EPOCHS, report['finetune_epochs'])} epochs after "
+            f"each intermediate step and {report['finetune_epochs']} after the last)")
+
+
 def render_compression(report: dict, cfg: RunConfig) -> str:
     """compression.md."""
     sim = report["models"]["spiking"]["sim"]
@@ -448,9 +467,9 @@ leave-one-person-out.
     return f"""# Compression: pruning, int8, C engine
 
 - source run: `{report['source']}`; pruning {report['sparsity']:.0%} of the Conv1d and Linear
-  weights (global L1; measured: {measured}), masked fine-tuning up to
-  {report['finetune_epochs']} epochs, then integer-only int8 (activation scales from
-  {cfg.compression.calibration_windows:,} simulated training windows).
+  weights (global L1; measured: {measured}), {_schedule_text(report)}, then integer-only
+  int8 (activation scales from {cfg.compression.calibration_windows:,} simulated training
+  windows).
 - data: **{report['data']['simulated']}** test split ({sim['n_windows']} windows of
   {sim['n_tests']} tests).
 

@@ -71,10 +71,13 @@ def compression_view(model_dir: Path, model: nn.Module | None = None) -> dict:
     """What stage 6 draws for ``LAYER``: the float weights, which ones pruning removes, and
     the 8-bit level of each (from the pruned weights).
 
-    With ``MODEL/compressed/``: the run's simulation-only weights (those pruning ranked),
-    the pruned and fine-tuned weights from its model (zeros are pruned) and the 8-bit levels
-    of its int8 engine. Without: which weights a 70% global magnitude pruning of
-    the float ``model`` would remove, and the levels computed here.
+    With ``MODEL/compressed/``: the run's simulation-only weights (those pruning started
+    from), the pruned and fine-tuned weights from its model (zeros are pruned), the
+    sparsities it was pruned to in turn (``prune_steps``; gradual pruning ranks the
+    fine-tuned weights at each step, so the removed weights are not exactly the smallest of
+    the simulation-only ones) and the 8-bit levels of its int8 engine. Without: which
+    weights a one-shot 70% global magnitude pruning of the float ``model`` would remove, and
+    the levels computed here.
     """
     from vo2spike.compress.intmodel import load_int_model
     from vo2spike.inference import load_model
@@ -82,8 +85,8 @@ def compression_view(model_dir: Path, model: nn.Module | None = None) -> dict:
     model_dir = Path(model_dir)
     comp_dir = model_dir / COMPRESSED_DIR
     if comp_dir.is_dir():
-        # `vo2spike compress` prunes the simulation-only weights (then fine-tunes the
-        # survivors): those are the weights whose magnitudes chose what was removed.
+        # `vo2spike compress` starts pruning from the simulation-only weights (then
+        # fine-tunes the survivors): their magnitudes chose the first weights removed.
         model = load_model(model_dir, sim_only=True)[0]
     elif model is None:
         model = load_model(model_dir)[0]
@@ -95,14 +98,15 @@ def compression_view(model_dir: Path, model: nn.Module | None = None) -> dict:
         removed_all = {k: (pruned_all[k] == 0).numpy() for k in weights}
         pruned_w = pruned_all[LAYER].numpy().astype(np.float64)
         comp_cfg = load_config(comp_dir)
-        amount = comp_cfg.compression.sparsity if comp_cfg.compression else PRUNE_AMOUNT
+        record = comp_cfg.compression
+        steps = [*record.gradual_steps, record.sparsity] if record else [PRUNE_AMOUNT]
         levels = load_int_model(comp_dir, expected=comp_cfg.weights).t(INT8_LAYER)
         source = f"the compressed model in {comp_dir}"
     else:
         masks = global_magnitude_mask(weights)
         removed_all = {k: ~m.numpy() for k, m in masks.items()}
         pruned_w = np.where(removed_all[LAYER], 0.0, float_w)
-        amount, levels = PRUNE_AMOUNT, None
+        steps, levels = [PRUNE_AMOUNT], None
         source = ("computed here from the float model: no compressed model exists yet "
                   f"({comp_dir} is missing)")
     removed = removed_all[LAYER]
@@ -120,7 +124,8 @@ def compression_view(model_dir: Path, model: nn.Module | None = None) -> dict:
         "shape": list(float_w.shape),
         "compressed_model": comp_dir.is_dir(),
         "source": source,
-        "prune_amount": amount,
+        "prune_amount": steps[-1],
+        "prune_steps": steps,  # sparsities pruned to in turn; one entry: one-shot
         "weights": [round(float(v), 5) for v in float_w.reshape(-1)],
         "pruned": "".join("1" if r else "0" for r in removed.reshape(-1)),
         "levels": [int(v) for v in q.reshape(-1)],
@@ -134,13 +139,17 @@ def compression_view(model_dir: Path, model: nn.Module | None = None) -> dict:
 
 def magnitude_histogram(mags: np.ndarray, removed: np.ndarray, bins: int = 40) -> dict:
     """Histogram of log10 |w| over all prunable weights: counts of kept and removed weights
-    per bin, and the pruning threshold (the largest removed |w|)."""
+    per bin, and the pruning threshold (the largest removed |w|) when one exists: when every
+    removed weight is smaller than every kept one (one-shot pruning of these weights), else
+    None."""
     floor = mags[mags > 0].min() if (mags > 0).any() else 1e-8
     logs = np.log10(np.maximum(mags, floor))
     edges = np.linspace(np.floor(logs.min() * 2) / 2, np.ceil(logs.max() * 2) / 2, bins + 1)
     kept, _ = np.histogram(logs[~removed], edges)
     gone, _ = np.histogram(logs[removed], edges)
-    threshold = float(mags[removed].max()) if removed.any() else None
+    threshold = None
+    if removed.any() and (removed.all() or mags[removed].max() <= mags[~removed].min()):
+        threshold = float(mags[removed].max())
     return {"log10_edges": [round(float(e), 4) for e in edges], "kept": kept.tolist(),
             "removed": gone.tolist(), "threshold": threshold}
 

@@ -311,18 +311,27 @@
     const v = state.compression;
     if (!v) return state.compressionError || "Loading the weights…";
     const pct = (100 * v.removed_in_layer) / (v.shape[0] * v.shape[1]);
+    const steps = v.prune_steps.length > 1
+      ? ` It goes in steps, ${pruneSteps(v)}: each time the smallest weights left go, and the ` +
+        `rest are fine-tuned before the next step.`
+      : "";
     const base = `To fit a watch, ${Math.round(v.prune_amount * 100)}% of all ` +
       `${VO2.int(v.weights_total)} convolution and linear weights with the smallest magnitude are ` +
-      `removed (global magnitude pruning): in the layer drawn, the ${v.shape[0]} × ${v.shape[1]} ` +
+      `removed (global magnitude pruning).${steps} In the layer drawn, the ${v.shape[0]} × ${v.shape[1]} ` +
       `synapses from LIF1 to LIF2, that is ${VO2.int(v.removed_in_layer)} weights ` +
       `(${pct.toFixed(0)}%). The rest snap to 8-bit levels: per row s = max|w| / 127, ` +
       `q = round(w / s) in −127…127. `;
     return base + (v.compressed_model
-      ? `The grid shows the simulation-only weights that pruning ranked; the survivors were ` +
-        `then fine-tuned (masks kept), and their 8-bit levels are those of the int8 engine in ` +
+      ? `The grid shows the simulation-only weights that pruning started from; the survivors ` +
+        `were fine-tuned (masks kept), and their 8-bit levels are those of the int8 engine in ` +
         `${v.source}. ${runFigures(state.trace && state.trace.compression.run_figures)}`
       : "No compressed model exists yet for this model folder: the pruning shown is " +
         "computed here from the float model, and no accuracy after compression is shown.");
+  }
+
+  /** "40% → 60% → 70%": the sparsities the model was pruned to in turn. */
+  function pruneSteps(v) {
+    return v.prune_steps.map((p) => `${Math.round(p * 100)}%`).join(" → ");
   }
 
   /** The run's own before/after figures (compression.json), said with their data. */
@@ -1015,7 +1024,8 @@
     const tw = state.narrow ? state.W - 20 : state.W - tx - 12;
     let y = state.narrow ? g.y + side + F() + 10 : g.y + F();
     const pct = (100 * v.removed_in_layer) / (rows * cols);
-    y = wrap(`Pruning: ${Math.round(v.prune_amount * 100)}% of all ${VO2.int(v.weights_total)} weights removed, ` +
+    y = wrap(`Pruning: ${Math.round(v.prune_amount * 100)}% of all ${VO2.int(v.weights_total)} weights removed` +
+      `${v.prune_steps.length > 1 ? ` (${pruneSteps(v)})` : ""}, ` +
       `${VO2.int(v.removed_in_layer)} of these ${VO2.int(rows * cols)} (${pct.toFixed(0)}%).`, tx, y, tw, { weight: fade > 0 ? "bold" : "normal" });
     y = wrap((v.compressed_model ? "Survivors fine-tuned, then 8-bit: " : "8-bit: ") +
       "s = max|w| / 127 per row, q = round(w / s) ∈ −127…127.", tx, y + 2, tw, { weight: snap > 0 ? "bold" : "normal" });
@@ -1100,6 +1110,11 @@
     for (let k = Math.ceil(xr[0]); k <= Math.floor(xr[1]); k++) ticks.push(k);
     xAxis(r, xr, ticks, (k) => `1e${k}`, "|w| (log scale)");
     text("all weights by magnitude: kept (blue), removed (grey)", r.x, r.y - 5, { size: F() - 1, weight: "bold" });
+    if (!hg.threshold) {
+      // Gradual pruning ranks the fine-tuned weights at each step: no single cut in these.
+      text("pruned in steps: no single threshold on these starting weights", r.x + 6, r.y + F(),
+        { size: F() - 2, color: C.muted });
+    }
   }
 
   window.addEventListener("DOMContentLoaded", init);
