@@ -42,7 +42,9 @@ def test_compressed_folder_is_a_checked_run_directory(compressed, run_dir):
     pruned = prunable_weights(load_model(out)[0])
     assert all((pruned[k][~first[k]] == 0).all() for k in first)
     md = (out / "compression.md").read_text()
-    assert md.startswith("# Compression") and "gradually (40%, then 60%, then 70%;" in md
+    assert md.startswith("# Compression")
+    assert "schedule: 40% → 60% → 70%, masked fine-tuning after each step (up to 1, 1, 1 " \
+        "epochs)" in md
     saved = json.loads((out / "compression.json").read_text())
     assert set(saved["models"]) == {"spiking", "pruned", "pruned_int8", "pruned_c", "twin",
                                     "twin_pruned_int8"}
@@ -191,3 +193,13 @@ def test_compression_records_written_before_gradual_pruning_load_as_one_shot(com
     with pytest.raises(RunDirError, match=r"compression\.gradual_steps: expected a list of "
                                           r"float, found \['0\.4'\]"):
         config_from_dict(d)
+
+
+def test_schedule_is_said_in_words():
+    from vo2spike.compress.workflow import _schedule_text
+
+    assert _schedule_text({"schedule": [0.7], "finetune_epochs": 8}) == \
+        "one-shot, then masked fine-tuning (up to 8 epochs)"
+    assert _schedule_text({"sparsity": 0.7, "finetune_epochs": 8}).startswith("one-shot")
+    assert _schedule_text({"schedule": [0.45, 0.9], "finetune_epochs": 2}) == \
+        "45% → 90%, masked fine-tuning after each step (up to 2, 2 epochs)"

@@ -439,12 +439,13 @@ def c_summary(c: dict | None) -> str:
 
 def _schedule_text(report: dict) -> str:
     """How the pruning went, in words: one-shot or the gradual steps."""
-    steps = report["schedule"][:-1]
-    if not steps:
-        return f"one-shot, masked fine-tuning up to {report['finetune_epochs']} epochs"
-    return (f"gradually ({', then '.join(f'{s:.0%}' for s in report['schedule'])}; masked "
-            f"fine-tuning up to {min(GRADUAL_EPOCHS, report['finetune_epochs'])} epochs after "
-            f"each intermediate step and {report['finetune_epochs']} after the last)")
+    schedule = report.get("schedule") or [report["sparsity"]]  # older reports: one-shot
+    epochs = report["finetune_epochs"]
+    if len(schedule) == 1:
+        return f"one-shot, then masked fine-tuning (up to {epochs} epochs)"
+    per_step = [min(GRADUAL_EPOCHS, epochs)] * (len(schedule) - 1) + [epochs]
+    return (f"{' → '.join(f'{s:.0%}' for s in schedule)}, masked fine-tuning after each "
+            f"step (up to {', '.join(map(str, per_step))} epochs)")
 
 
 def render_compression(report: dict, cfg: RunConfig) -> str:
@@ -466,10 +467,12 @@ leave-one-person-out.
     energy = report["energy"]["pruned"]
     return f"""# Compression: pruning, int8, C engine
 
-- source run: `{report['source']}`; pruning {report['sparsity']:.0%} of the Conv1d and Linear
-  weights (global L1; measured: {measured}), {_schedule_text(report)}, then integer-only
-  int8 (activation scales from {cfg.compression.calibration_windows:,} simulated training
-  windows).
+- source run: `{report['source']}`.
+- pruning: {report['sparsity']:.0%} of the Conv1d and Linear weights (global L1; measured:
+  {measured}).
+- pruning schedule: {_schedule_text(report)}.
+- int8: integer-only, activation scales from {cfg.compression.calibration_windows:,}
+  simulated training windows.
 - data: **{report['data']['simulated']}** test split ({sim['n_windows']} windows of
   {sim['n_tests']} tests).
 
