@@ -53,8 +53,8 @@ DEFAULT_SPARSITY = 0.7
 #: Default epochs of masked fine-tuning on simulated windows (early stopping may end sooner).
 FINETUNE_EPOCHS = 8
 #: Gradual pruning: the sparsities pruned (and fine-tuned) before the target, as fractions
-#: of it: 40% and 60% on the way to 70%. Measured against one-shot pruning in
-#: bench/pruned_vo2max.py, where one-shot lost up to 4.4 points of REAL VO2max R².
+#: of it: 40% and 60% on the way to 70%. Chosen with bench/pruned_vo2max.py and checked
+#: against one-shot pruning over five seeds (README, "On the device").
 GRADUAL_STEPS = (4 / 7, 6 / 7)
 #: Most epochs of masked fine-tuning at each intermediate sparsity.
 GRADUAL_EPOCHS = 3
@@ -165,15 +165,16 @@ def prune_and_fine_tune(model: VO2Net, norm: Normalizer, sim_train: Windows, sim
     schedule = pruning_schedule(amount, steps)
     for i, step in enumerate(schedule):
         last = i == len(schedule) - 1
-        step_epochs = epochs if last else min(GRADUAL_EPOCHS, epochs)
         masked = prune_global(model, step)
+        step_epochs = epochs if last else min(GRADUAL_EPOCHS, epochs)
         if step_epochs > 0:
             cfg = dataclasses.replace(train_cfg or TrainConfig(), epochs=step_epochs)
             with tempfile.TemporaryDirectory() as tmp:
                 torch.manual_seed(seed)
                 fit(masked, sim_train, sim_val, norm, cfg, Path(tmp) / "ckpt.safetensors",
                     f"masked fine-tuning, sparsity {step:g}", seed)
-        model = masked if last else make_permanent(masked)
+        if not last:  # the next step prunes further from these fine-tuned weights
+            model = make_permanent(masked)
     if real is not None and len(real):
         torch.manual_seed(seed)
         masked = fine_tune(detach_masked(masked), real, sim_train, norm,
