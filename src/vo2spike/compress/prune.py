@@ -145,6 +145,12 @@ def pruning_schedule(amount: float, steps: Sequence[float] = GRADUAL_STEPS) -> l
     return [round(amount * f, 4) for f in steps] + [amount]
 
 
+def step_epochs(schedule: Sequence[float], epochs: int) -> list[int]:
+    """Most epochs of masked fine-tuning after each step of ``schedule``: ``GRADUAL_EPOCHS``
+    (at most ``epochs``) after the intermediate ones, ``epochs`` after the last."""
+    return [min(GRADUAL_EPOCHS, epochs)] * (len(schedule) - 1) + [epochs]
+
+
 def prune_and_fine_tune(model: VO2Net, norm: Normalizer, sim_train: Windows, sim_val: Windows,
                         real: Windows | None, amount: float = DEFAULT_SPARSITY,
                         train_cfg: TrainConfig | None = None,
@@ -163,17 +169,16 @@ def prune_and_fine_tune(model: VO2Net, norm: Normalizer, sim_train: Windows, sim
     Start from the simulation-only weights of a run: that is the recipe its
     leave-one-person-out measures (masks chosen without any real person)."""
     schedule = pruning_schedule(amount, steps)
+    per_step = step_epochs(schedule, epochs)
     for i, step in enumerate(schedule):
-        last = i == len(schedule) - 1
         masked = prune_global(model, step)
-        step_epochs = epochs if last else min(GRADUAL_EPOCHS, epochs)
-        if step_epochs > 0:
-            cfg = dataclasses.replace(train_cfg or TrainConfig(), epochs=step_epochs)
+        if per_step[i] > 0:
+            cfg = dataclasses.replace(train_cfg or TrainConfig(), epochs=per_step[i])
             with tempfile.TemporaryDirectory() as tmp:
                 torch.manual_seed(seed)
                 fit(masked, sim_train, sim_val, norm, cfg, Path(tmp) / "ckpt.safetensors",
                     f"masked fine-tuning, sparsity {step:g}", seed)
-        if not last:  # the next step prunes further from these fine-tuned weights
+        if i < len(schedule) - 1:  # the next step prunes further from these fine-tuned weights
             model = make_permanent(masked)
     if real is not None and len(real):
         torch.manual_seed(seed)

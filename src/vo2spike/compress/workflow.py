@@ -37,13 +37,13 @@ from vo2spike.compress.int_engine import Int8Engine, encode_inputs, predictions,
 from vo2spike.compress.prune import (
     DEFAULT_SPARSITY,
     FINETUNE_EPOCHS,
-    GRADUAL_EPOCHS,
     GRADUAL_STEPS,
     fine_tune_pruned,
     prune_and_fine_tune,
     pruning_schedule,
     sparsity,
     sparsity_sweep,
+    step_epochs,
     sweep_plot,
     sweep_table,
 )
@@ -443,9 +443,9 @@ def _schedule_text(report: dict) -> str:
     epochs = report["finetune_epochs"]
     if len(schedule) == 1:
         return f"one-shot, then masked fine-tuning (up to {epochs} epochs)"
-    per_step = [min(GRADUAL_EPOCHS, epochs)] * (len(schedule) - 1) + [epochs]
+    per_step = ", ".join(map(str, step_epochs(schedule, epochs)))
     return (f"{' → '.join(f'{s:.0%}' for s in schedule)}, masked fine-tuning after each "
-            f"step (up to {', '.join(map(str, per_step))} epochs)")
+            f"step (up to {per_step} epochs)")
 
 
 def render_compression(report: dict, cfg: RunConfig) -> str:
