@@ -252,9 +252,11 @@ def test_interrupted_training_is_not_used_as_a_model(sim_dir, data_copy, tmp_pat
     monkeypatch.setattr(train_mod, "fit", die_in_the_twin)
     out = tmp_path / "run"
     code, err = run_cli(["train", "--data", sim_dir, "--out", out, "--epochs", "1"], capsys)
-    assert code == 130 and "interrupted" in err
-    assert (out / "model.safetensors").exists()  # looks like a model, but is unfinished
-    code, err = _predict(out, data_copy, tmp_path / "pred", capsys)
+    assert code == 130 and "interrupted" in err and "--resume" in err
+    assert not out.exists()  # the output path is never half a run
+    partial = out.with_name("run.partial")
+    assert (partial / "model.safetensors").exists()  # looks like a model, but is unfinished
+    code, err = _predict(partial, data_copy, tmp_path / "pred", capsys)
     assert code == 2 and "not a finished weight file" in err and "--resume" in err
     monkeypatch.undo()
     assert run_cli(["train", "--data", sim_dir, "--out", out, "--resume"], capsys)[0] == 0

@@ -56,8 +56,9 @@ def test_resume_after_interruption_matches_uninterrupted(sim_dir, run_dir, tmp_p
     out = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
         train_run(sim_dir, out, TrainConfig(epochs=3), seed=1)
-    assert (out / "checkpoint-spiking.safetensors").exists()
-    assert not (out / "metrics.json").exists()
+    assert not out.exists()  # kept, resumable, beside it
+    assert (tmp_path / "interrupted.partial" / "checkpoint-spiking.safetensors").exists()
+    assert not (tmp_path / "interrupted.partial" / "metrics.json").exists()
     monkeypatch.setattr(train_mod, "_save_checkpoint", real_save)
     with pytest.raises(train_mod.OutputExistsError, match="--resume"):
         train_run(sim_dir, out, TrainConfig(epochs=3), seed=1)
@@ -67,6 +68,7 @@ def test_resume_after_interruption_matches_uninterrupted(sim_dir, run_dir, tmp_p
     b = load_file(str(out / "model.safetensors"))
     assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     assert not list(out.glob("checkpoint-*"))
+    assert not (tmp_path / "interrupted.partial").exists()
 
 
 def test_evaluate_reports_all_models(run_dir, sim_dir, tmp_path):

@@ -60,3 +60,28 @@ def test_lif_backpropagates_to_weights():
     x = torch.randn(2, 20, 3) + 1.0
     lif(x).sum().backward()
     assert lif.fc.weight.grad is not None and lif.fc.weight.grad.abs().sum() > 0
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(1, 6), st.integers(1, 40),
+       st.floats(0.5, 0.99), st.floats(0.2, 1.5), st.floats(0.5, 3.0))
+@settings(max_examples=40, deadline=None)
+def test_fused_recurrence_is_bit_identical_to_the_per_step_definition(seed, batch, steps, beta,
+                                                                        threshold, scale):
+    """LIF.forward (one autograd node for all steps) against forward_per_step (one
+    TriangularSpike per step): the same spikes and the same gradients, bit for bit, with a
+    rate penalty and a second layer downstream as in training."""
+    torch.manual_seed(seed)
+    lif1, lif2 = LIF(3, 5, beta, threshold), LIF(5, 4, beta, threshold)
+    x = torch.randn(batch, steps, 3) * scale
+
+    def run(forward):
+        for m in (lif1, lif2):
+            m.zero_grad()
+        a1 = forward(lif1, x)
+        a2 = forward(lif2, a1)
+        loss = (a2.mean(1) * torch.arange(1.0, 5.0)).sum() + 2.0 * (a1.mean() + a2.mean())
+        loss.backward()
+        return [a1, a2] + [p.grad.clone() for m in (lif1, lif2) for p in m.parameters()]
+
+    fused, per_step = run(LIF.forward), run(LIF.forward_per_step)
+    assert all(torch.equal(a, b) for a, b in zip(fused, per_step, strict=True))

@@ -7,11 +7,10 @@ import argparse
 import json
 import logging
 import math
-import signal
 import sys
-import threading
 from pathlib import Path
 
+from vo2spike import interrupts
 from vo2spike.config import RunDirError, TrainConfig
 from vo2spike.data.fetch import PHYSIONET_URL, FetchError, fetch_physionet
 from vo2spike.data.read import SIMULATION_MARKER, DataError
@@ -30,6 +29,7 @@ from vo2spike.pipeline import (
     SHARED_MALAGA,
     SHARED_YOYO,
 )
+from vo2spike.threads import COMPUTE_THREADS, fix_threads
 
 log = logging.getLogger("vo2spike")
 #: Seeds feed numpy, scikit-learn and torch generators: keep them in 0 .. 2**31 - 1.
@@ -93,10 +93,17 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from vo2spike.train import train_run
+    from vo2spike.train import partial_run_dir, train_run
 
-    m = train_run(args.data, args.out, _train_config(args), seed=args.seed, force=args.force,
-                  resume=args.resume)
+    try:
+        m = train_run(args.data, args.out, _train_config(args), seed=args.seed,
+                      force=args.force, resume=args.resume)
+    except KeyboardInterrupt:
+        partial = partial_run_dir(args.out)
+        if partial.is_dir():
+            print(f"the interrupted run is kept in {partial}: `vo2spike train ... --resume` "
+                  "continues it", file=sys.stderr)
+        raise
     print(f"trained on {m['data_kind']} data: {args.out} (spiking best epoch "
           f"{m['spiking']['best_epoch']}, twin best epoch {m['twin']['best_epoch']}, "
           f"{m['total_seconds']:.0f} s)")
@@ -143,7 +150,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     _print_compression(result.compression)
     rates = ", ".join(f"{k} {v:.3f}" for k, v in r["spike_rates"].items())
     print(f"\nspike rates: {rates}; parameters: {r['parameters']['spiking']:,}")
-    print(f"run directory: {out} (report: {out / 'evaluation' / 'report.md'}); "
+    print(f"\nTime per stage ({COMPUTE_THREADS} compute threads):\n")
+    print(result.stages.table(result.seconds))
+    print(f"\nrun directory: {out} (report: {out / 'evaluation' / 'report.md'}); "
           f"{result.seconds:.0f} s")
 
 
@@ -492,21 +501,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code: 2 for bad input (data, arguments, model folder,
-    output path), 1 for other failures, 130 when interrupted."""
+    output path), 1 for other failures, 130 when interrupted (Ctrl-C or ``kill``)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s",
                         stream=sys.stderr)
-    # `kill` (SIGTERM) stops like Ctrl-C, so that half-written outputs are removed too.
-    previous = signal.signal(signal.SIGTERM, _interrupt) \
-        if threading.current_thread() is threading.main_thread() else None
+    # Installed already by ``vo2spike`` (vo2spike/__main__.py), before the heavy imports;
+    # here for callers of main() itself.
+    previous = None if interrupts.installed() else interrupts.install()
+    fix_threads()  # the same numbers on any machine (vo2spike.threads)
+    try:
+        with interrupts.raising():
+            return _dispatch(args)
+    except KeyboardInterrupt:
+        interrupts.cleanup()
+        print(interrupts.MESSAGE, file=sys.stderr)
+        return interrupts.EXIT_CODE
+    finally:
+        interrupts.restore(previous)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; errors become a message and an exit code (a KeyboardInterrupt goes
+    up to :func:`main`, even one that arrives while an error is reported)."""
     try:
         args.func(args)
     except (DataError, OutputExistsError, RunDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: nothing half-written was left behind", file=sys.stderr)
-        return 130
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
@@ -514,14 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FetchError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -148,6 +148,9 @@ class RunConfig:
     fine_tune: FineTuneRecord | None = None  # set when fine-tuned on real recordings
     compression: CompressionRecord | None = None  # set in a compressed model folder
     weights: dict[str, str] = field(default_factory=dict)  # finished weight file -> SHA256
+    # torch / BLAS threads it was trained with (vo2spike.threads; results depend on it);
+    # None: not recorded (runs from before it was fixed)
+    threads: int | None = None
     format_version: int = FORMAT_VERSION
     vo2spike_version: str = __version__
 
@@ -166,6 +169,7 @@ ADDED_FIELDS: dict[tuple[type, str], object] = {
     (FineTuneConfig, "spike_rate_penalty"): 0.0,
     (FineTuneConfig, "tuned_fraction"): 1.0,
     (CompressionRecord, "gradual_steps"): [],
+    (RunConfig, "threads"): None,
 }
 
 

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from vo2spike import __version__
+from vo2spike import __version__, interrupts
 
 MARKER = ".vo2spike-output"
 
@@ -137,56 +137,88 @@ def _remove_own(path: Path, kind: str) -> None:
                                 "remove it yourself")
 
 
-def prepare_output_dir(path: Path, *, force: bool, kind: str,
-                       inputs: Sequence[Path] = ()) -> None:
-    """Make ``path`` an empty, marked ``kind`` folder (replacing an old one only as
-    :func:`check_writable` allows); for outputs written in place (``train``)."""
-    path = Path(path)
-    check_writable(path, force, kind=kind, inputs=inputs)
-    if not _is_empty_dir(path) and path.exists():
-        _remove_own(path, kind)
-    path.mkdir(parents=True, exist_ok=True)
-    _mark(path, kind)
+def _discard(tmp: Path) -> None:
+    """Remove the temporary output ``tmp`` if it is still registered (ours, not kept)."""
+    with interrupts.deferred():
+        if interrupts.is_registered(tmp):
+            _remove(tmp)
+            interrupts.keep(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def atomic_dir(path: Path, force: bool = False, *, kind: str,
                inputs: Sequence[Path] = ()) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``path`` only if the block succeeds.
+    """Yield a temporary folder, ``path``.partial, that replaces ``path`` only if the block
+    succeeds.
 
     The old output (if ``force`` allows replacing it) stays untouched until the new one is
-    complete; a failure removes the temporary folder and nothing else.
+    complete; a failure removes the temporary folder and nothing else. Creating, removing and
+    committing are :class:`~vo2spike.interrupts.deferred` sections, so a signal can never cut
+    them in two. A caller whose folder holds something worth resuming (``train``) unregisters
+    it with ``interrupts.keep``: a failure then leaves it in place.
     """
     path = Path(path)
     check_writable(path, force, kind=kind, inputs=inputs)
     tmp = path.with_name(path.name + ".partial")
-    _remove_own(tmp, kind)  # left over from a killed run
-    tmp.mkdir(parents=True)
-    _mark(tmp, kind)
+    try:
+        with interrupts.deferred():
+            _remove_own(tmp, kind)  # left over from a killed run
+            interrupts.remove_on_interrupt(tmp)
+            tmp.mkdir(parents=True)
+            _mark(tmp, kind)
+    except BaseException:  # an interruption at the end of the section, or a failure
+        _discard(tmp)
+        raise
+    yield from _commit_when_done(path, tmp, kind)
+
+
+@contextlib.contextmanager
+def resume_dir(path: Path, partial: Path, *, kind: str) -> Iterator[Path]:
+    """Like :func:`atomic_dir` for an existing ``partial`` folder (an interrupted run being
+    resumed, kept on failure): yield it, and move it to ``path`` when the block succeeds."""
+    check_writable(path, True, kind=kind)
+    yield from _commit_when_done(Path(path), Path(partial), kind)
+
+
+def _commit_when_done(path: Path, tmp: Path, kind: str) -> Iterator[Path]:
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _discard(tmp)
         raise
     old = path.with_name(path.name + ".old.partial")
-    if path.exists():
-        _remove_own(old, kind)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old.exists():
-        shutil.rmtree(old)
+    with interrupts.deferred():
+        if path.exists():
+            _remove_own(old, kind)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        interrupts.keep(tmp)
+        if old.exists():
+            shutil.rmtree(old)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file and an atomic rename."""
+    """Write bytes to ``path`` via a temporary file and an atomic rename (one deferred
+    section: an interruption waits until the file is whole or gone)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with interrupts.deferred():
+        interrupts.remove_on_interrupt(tmp)
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            interrupts.keep(tmp)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -23,6 +23,7 @@ from vo2spike.data.simulate import write_cohort
 from vo2spike.data.windows import prepare_windows
 from vo2spike.evaluate import REAL_CV_DIR, evaluate_run
 from vo2spike.outputs import atomic_dir, check_writable
+from vo2spike.timing import StageClock
 from vo2spike.train import fine_tune_run, train_run
 
 log = logging.getLogger("vo2spike")
@@ -66,6 +67,7 @@ class RunResult:
     lopo: dict | None  # leave-one-person-out on real recordings, if any
     compression: dict  # compress_run's report (the compressed model in OUT/compressed)
     seconds: float
+    stages: StageClock  # seconds per stage
 
 
 def _scratch(name: str) -> Path:
@@ -162,39 +164,50 @@ def run_pipeline(opts: RunOptions, say: Callable[[str], None] = print) -> RunRes
     """Run the whole job into ``opts.out``; an existing run is replaced (``force``) only by a
     finished one. ``say`` receives the lines a user must see (data provenance, progress)."""
     t0 = time.time()
+    clock = StageClock()
+    stage = clock.stage
     out = Path(opts.out) if opts.out else REPO / "runs" / time.strftime("run-%Y%m%d-%H%M%S")
     inputs = [p for p in (opts.data, opts.demographics, opts.real) if p is not None]
     check_writable(out, opts.force, kind="run", inputs=inputs)
-    data = resolve_training_data(opts, say)
-    real_dir = resolve_real(opts, say)
-    prepared = prepare_windows(data)
+    with stage("training data (simulate or read)"):
+        data = resolve_training_data(opts, say)
+    with stage("real recordings (convert)"):
+        real_dir = resolve_real(opts, say)
+    with stage("windows (validate, clean, resample)"):
+        prepared = prepare_windows(data)
     penalty = {} if opts.spike_rate_penalty is None else \
         {"spike_rate_penalty": opts.spike_rate_penalty}
     train_cfg = TrainConfig(**(QUICK_TRAIN if opts.quick else {}), **penalty)
     # Built in OUT.partial and moved into place at the end: an existing run is replaced
     # (force) only by a finished one, and a failed run leaves nothing behind.
     with atomic_dir(out, force=opts.force, kind="run", inputs=inputs) as work:
-        train_run(data, work, train_cfg, seed=opts.seed, prepared=prepared)
+        with stage("train spiking model + ANN twin (sim)"):
+            train_run(data, work, train_cfg, seed=opts.seed, prepared=prepared, in_place=True)
         lopo, real_prepared, lopo_pred = None, None, None
         if real_dir is not None:
-            real_prepared = real_ds, real_w = prepare_windows(real_dir)
+            with stage("windows (validate, clean, resample)"):
+                real_prepared = real_ds, real_w = prepare_windows(real_dir)
             ft = FineTuneConfig(**(QUICK_FINE_TUNE if opts.quick else {}), **penalty)
             say(f"real recordings: {real_dir} ({real_ds.source['kind']}); "
                 "leave-one-person-out, then fine-tuning on all of them")
-            lopo_pred = leave_one_person_out(work, real_w, prepared[1], ft)
-            lopo = crossval_run(work, real_w, real_ds.source["kind"], prepared[1],
-                                work / REAL_CV_DIR, cfg=ft, cleaning=cleaning_summary(real_ds),
-                                pred=lopo_pred)
-            fine_tune_run(work, real_w, real_ds.source, prepared[1], ft)
-        evaluation = evaluate_run(work, data, force=True, prepared=prepared,
-                                  model_label=str(out))
+            with stage("leave-one-person-out, float (real)"):
+                lopo_pred = leave_one_person_out(work, real_w, prepared[1], ft)
+                lopo = crossval_run(work, real_w, real_ds.source["kind"], prepared[1],
+                                    work / REAL_CV_DIR, cfg=ft,
+                                    cleaning=cleaning_summary(real_ds), pred=lopo_pred)
+            with stage("fine-tune on all real recordings"):
+                fine_tune_run(work, real_w, real_ds.source, prepared[1], ft)
+        with stage("evaluate (sim test split)"):
+            evaluation = evaluate_run(work, data, force=True, prepared=prepared,
+                                      model_label=str(out))
         compression = compress_run(work, data, work / COMPRESSED_DIR,
                                    CompressOptions(**(QUICK_COMPRESS if opts.quick else {})),
                                    prepared=prepared, real_prepared=real_prepared,
-                                   float_lopo=lopo_pred, source=str(out), say=say)
+                                   float_lopo=lopo_pred, source=str(out), say=say,
+                                   stage=stage)
     if not opts.out:
         latest = out.parent / "latest"
         if latest.is_symlink() or not latest.exists():
             latest.unlink(missing_ok=True)
             latest.symlink_to(out.name)
-    return RunResult(out, evaluation, lopo, compression, time.time() - t0)
+    return RunResult(out, evaluation, lopo, compression, time.time() - t0, clock)

@@ -10,6 +10,7 @@ weight files (``model.safetensors``: spiking; ``twin.safetensors``: ANN twin) an
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -23,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from vo2spike import interrupts
 from vo2spike.config import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -46,10 +48,12 @@ from vo2spike.model.net import ModelConfig, VO2Net, count_parameters
 from vo2spike.outputs import (
     MARKER,
     OutputExistsError,
+    atomic_dir,
     check_writable,
-    prepare_output_dir,
+    resume_dir,
     write_json,
 )
+from vo2spike.threads import fix_threads
 
 log = logging.getLogger("vo2spike")
 
@@ -263,36 +267,74 @@ def fine_tune_run(run_dir: Path, real: Windows, real_source: dict, sim: Windows,
     save_config(run_dir, config)
 
 
-def _check_run_dir(out: Path, force: bool, resume: bool, inputs: list[Path]) -> bool:
-    """True if ``out`` holds an interrupted run to resume; otherwise check (without
-    touching anything) that a fresh run may be written there."""
+def partial_run_dir(out: Path) -> Path:
+    """Where ``train`` builds the run for ``out`` (and keeps it, resumable, if interrupted)."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def _interrupted(path: Path) -> bool:
+    return (path / CONFIG_FILE).exists() and not (path / METRICS_FILE).exists()
+
+
+def _check_run_dir(out: Path, force: bool, resume: bool, inputs: list[Path]) -> Path | None:
+    """The interrupted run to continue if ``resume`` (OUT.partial; or OUT itself, trained in
+    place by vo2spike 0.2); otherwise None, after checking (without touching anything) that a
+    fresh run may be written to ``out``."""
+    partial = partial_run_dir(out)
     if resume:
+        for candidate in (partial, out):
+            if _interrupted(candidate):
+                return candidate
         if (out / METRICS_FILE).exists():
             raise OutputExistsError(f"{out}: this run already finished; nothing to resume")
-        if (out / CONFIG_FILE).exists():
-            return True
         if out.is_dir() and any(p.name != MARKER for p in out.iterdir()):
             raise OutputExistsError(f"{out}: no interrupted run to resume here")
-    elif not force and (out / CONFIG_FILE).exists() and not (out / METRICS_FILE).exists():
-        raise OutputExistsError(f"{out} holds an interrupted run; pass --resume to continue "
-                                "it or --force to start over")
+    elif not force:
+        for candidate in (partial, out):
+            if _interrupted(candidate):
+                raise OutputExistsError(
+                    f"{candidate} holds an interrupted run; pass --resume to continue it or "
+                    "--force to start over")
     check_writable(out, force, kind="run", inputs=inputs)
-    return False
+    return None
 
 
 def train_run(data_dir: Path, out: Path, cfg: TrainConfig, model_cfg: ModelConfig | None = None,
               seed: int = 0, force: bool = False, resume: bool = False,
-              prepared: tuple[Dataset, Windows] | None = None) -> dict:
+              prepared: tuple[Dataset, Windows] | None = None, in_place: bool = False) -> dict:
     """Train the spiking model and its ANN twin on ``data_dir``; write the run directory.
 
-    On ``resume`` the architecture, settings, seed and split come from the run's config.
+    The run is built in OUT.partial and moved to ``out`` when finished, so ``out`` is never
+    half a run; an interrupted run stays in OUT.partial, and ``resume`` continues it (the
+    architecture, settings, seed and split come from its config). ``in_place``: ``out`` is
+    an empty folder the caller is building (the pipeline's own OUT.partial): train into it.
     ``prepared`` passes already loaded (dataset, windows) of ``data_dir``."""
     data_dir, out = Path(data_dir), Path(out)
-    t0 = time.time()
+    if in_place:
+        dataset, windows = prepared or prepare_windows(data_dir)
+        return _train_into(out, dataset, windows, data_dir, cfg, model_cfg, seed,
+                           resuming=False, resumable=False)
     resuming = _check_run_dir(out, force, resume, [data_dir])
     dataset, windows = prepared or prepare_windows(data_dir)
-    if not resuming:  # only once the data is valid may --force replace an old run
-        prepare_output_dir(out, force=force, kind="run", inputs=[data_dir])
+    # Only once the data is valid may --force replace an old run (and only when finished).
+    if resuming is None:
+        building = atomic_dir(out, force=force, kind="run", inputs=[data_dir])
+    elif resuming == out:
+        building = contextlib.nullcontext(out)
+    else:
+        building = resume_dir(out, resuming, kind="run")
+    with building as work:
+        return _train_into(work, dataset, windows, data_dir, cfg, model_cfg, seed,
+                           resuming=resuming is not None, resumable=True)
+
+
+def _train_into(out: Path, dataset: Dataset, windows: Windows, data_dir: Path,
+                cfg: TrainConfig, model_cfg: ModelConfig | None, seed: int, *,
+                resuming: bool, resumable: bool) -> dict:
+    """Train into the folder ``out`` (see :func:`train_run`). ``resumable``: once its
+    config is written, ``out`` is kept if interrupted."""
+    t0 = time.time()
     if resuming:
         config = load_config(out)
         if config.data["sha256"] != dataset.source["sha256"]:
@@ -309,8 +351,10 @@ def train_run(data_dir: Path, out: Path, cfg: TrainConfig, model_cfg: ModelConfi
     config = RunConfig(model=model_cfg, twin_model=twin_cfg, train=cfg, normalization=norm,
                        seed=seed, split=split, data=dataset.source,
                        data_report=dataset.report.counts, channels=list(CHANNELS),
-                       window_s=WINDOW_S, stride_s=STRIDE_S)
+                       window_s=WINDOW_S, stride_s=STRIDE_S, threads=fix_threads())
     save_config(out, config)
+    if resumable:
+        interrupts.keep(out)  # from here on an interruption keeps it, for --resume
     log.info("data: %s (%s); %d windows; train/val/test people: %d/%d/%d",
              data_dir, dataset.source["kind"], len(windows), len(split["train"]),
              len(split["val"]), len(split["test"]))

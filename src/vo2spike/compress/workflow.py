@@ -24,6 +24,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,7 @@ from vo2spike.inference import load_model, predict_windows
 from vo2spike.metrics import label, score
 from vo2spike.model.net import VO2Net, count_parameters
 from vo2spike.outputs import atomic_dir, check_writable, write_json
+from vo2spike.timing import untimed
 from vo2spike.train import save_weights
 
 log = logging.getLogger("vo2spike")
@@ -182,12 +184,14 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
                  *, force: bool = False, prepared: tuple[Dataset, Windows] | None = None,
                  real_prepared: tuple[Dataset, Windows] | None = None,
                  float_lopo: pd.DataFrame | None = None, source: str | None = None,
-                 say: Callable[[str], None] = print) -> dict:
+                 say: Callable[[str], None] = print,
+                 stage: Callable[[str], ContextManager[None]] = untimed) -> dict:
     """Prune, quantise and measure a run; write the compressed folder ``out``. Returns the
     report (what compression.json holds). ``prepared`` / ``real_prepared``: already loaded
     training data / real recordings; ``float_lopo``: the float models' leave-one-person-out
     predictions when already computed (``crossval.leave_one_person_out``); ``source``: the
-    run's name in the report when ``run_dir`` is a temporary place (default: run_dir)."""
+    run's name in the report when ``run_dir`` is a temporary place (default: run_dir);
+    ``stage``: times each stage (``StageClock.stage``)."""
     t0 = time.time()
     source = source or str(run_dir)
     opts = opts or CompressOptions()
@@ -220,14 +224,16 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
     say(f"pruning {' -> '.join(f'{s:.0%}' for s in schedule)} of the weights (global L1) of "
         f"the spiking model and its twin, masked fine-tuning after each step (up to "
         f"{opts.finetune_epochs} epochs at the last)")
-    pruned_sim = {name: prune_and_fine_tune(model, norm, sim_train, sim_val, None,
-                                            opts.sparsity, config.train, ft_cfg, config.seed,
-                                            opts.finetune_epochs, steps)
-                  for name, model in sim_only.items()}
+    with stage("compress: gradual pruning + fine-tuning (sim)"):
+        pruned_sim = {name: prune_and_fine_tune(model, norm, sim_train, sim_val, None,
+                                                opts.sparsity, config.train, ft_cfg,
+                                                config.seed, opts.finetune_epochs, steps)
+                      for name, model in sim_only.items()}
     pruned = dict(pruned_sim)
     if real is not None:
-        pruned = {name: fine_tune_pruned(m, real, sim_train, norm, ft_cfg, config.seed)
-                  for name, m in pruned_sim.items()}
+        with stage("compress: pruned models fine-tuned on real"):
+            pruned = {name: fine_tune_pruned(m, real, sim_train, norm, ft_cfg, config.seed)
+                      for name, m in pruned_sim.items()}
 
     report: dict = {"data": {"simulated": dataset.source["kind"],
                              "real": real_ds.source["kind"] if real is not None else None},
@@ -243,13 +249,17 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
                                           opts.finetune_epochs, int(len(sim_train)),
                                           schedule[:-1]))
         save_config(work, cfg)
-        quantize_folder(work, sim_train.x)
+        with stage("compress: int8 calibration"):
+            quantize_folder(work, sim_train.x)
         say("measuring float, pruned, int8 and C engines on the simulated test split")
-        report["models"] = _simulated_rows(work, final, pruned, norm, sim_test, opts, report)
+        with stage("compress: float, int8 and C engines on the sim test split"):
+            report["models"] = _simulated_rows(work, final, pruned, norm, sim_test, opts,
+                                               report)
         if real is not None:
             say("real recordings: leave-one-person-out of the pruned and int8 models")
-            report["real"] = _real_rows(run_dir, final, pruned_sim, norm, real, sim_train,
-                                        windows, ft_cfg, config, float_lopo)
+            with stage("compress: leave-one-person-out, pruned + int8 (real)"):
+                report["real"] = _real_rows(run_dir, final, pruned_sim, norm, real,
+                                            sim_train, windows, ft_cfg, config, float_lopo)
         if opts.sweep:
             say(f"sparsity sweep: {', '.join(f'{s:g}' for s in opts.sweep)}")
             rows = sparsity_sweep(sim_only, norm, sim_train, sim_val, sim_test, opts.sweep,
