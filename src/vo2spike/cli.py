@@ -21,7 +21,7 @@ from vo2spike.data.simulate import (
     write_cohort,
 )
 from vo2spike.data.windows import prepare_windows
-from vo2spike.outputs import OutputExistsError, check_writable
+from vo2spike.outputs import OutputExistsError, check_writable, partial_path
 from vo2spike.pipeline import (
     QUICK_TESTS,
     QUICK_TRAIN,
@@ -93,13 +93,13 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from vo2spike.train import partial_run_dir, train_run
+    from vo2spike.train import train_run
 
     try:
         m = train_run(args.data, args.out, _train_config(args), seed=args.seed,
                       force=args.force, resume=args.resume)
     except KeyboardInterrupt:
-        partial = partial_run_dir(args.out)
+        partial = partial_path(args.out)
         if partial.is_dir():
             print(f"the interrupted run is kept in {partial}: `vo2spike train ... --resume` "
                   "continues it", file=sys.stderr)

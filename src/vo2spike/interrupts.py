@@ -127,16 +127,25 @@ def is_registered(path: Path) -> bool:
     return Path(path) in _registered
 
 
+def discard(path: Path) -> None:
+    """Remove ``path`` if it is still registered (a temporary output of this process, not
+    kept), and unregister it; anything else is left alone."""
+    path = Path(path)
+    with deferred():
+        if path not in _registered:
+            return
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        _registered.pop(path, None)
+
+
 def cleanup() -> None:
     """Remove every registered temporary output; safe to call again."""
     with deferred():
         for path in reversed(list(_registered)):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                try:
-                    path.unlink()
-                except OSError:
-                    pass
-            _registered.pop(path, None)
-
+            discard(path)

@@ -137,19 +137,10 @@ def _remove_own(path: Path, kind: str) -> None:
                                 "remove it yourself")
 
 
-def _discard(tmp: Path) -> None:
-    """Remove the temporary output ``tmp`` if it is still registered (ours, not kept)."""
-    with interrupts.deferred():
-        if interrupts.is_registered(tmp):
-            _remove(tmp)
-            interrupts.keep(tmp)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+def partial_path(path: Path) -> Path:
+    """Where :func:`atomic_dir` builds ``path`` before moving it into place: PATH.partial."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
 
 
 @contextlib.contextmanager
@@ -166,15 +157,15 @@ def atomic_dir(path: Path, force: bool = False, *, kind: str,
     """
     path = Path(path)
     check_writable(path, force, kind=kind, inputs=inputs)
-    tmp = path.with_name(path.name + ".partial")
+    tmp = partial_path(path)
     try:
         with interrupts.deferred():
             _remove_own(tmp, kind)  # left over from a killed run
-            interrupts.remove_on_interrupt(tmp)
             tmp.mkdir(parents=True)
+            interrupts.remove_on_interrupt(tmp)  # only once it is ours
             _mark(tmp, kind)
     except BaseException:  # an interruption at the end of the section, or a failure
-        _discard(tmp)
+        interrupts.discard(tmp)
         raise
     yield from _commit_when_done(path, tmp, kind)
 
@@ -191,7 +182,7 @@ def _commit_when_done(path: Path, tmp: Path, kind: str) -> Iterator[Path]:
     try:
         yield tmp
     except BaseException:
-        _discard(tmp)
+        interrupts.discard(tmp)
         raise
     old = path.with_name(path.name + ".old.partial")
     with interrupts.deferred():

@@ -50,6 +50,7 @@ from vo2spike.outputs import (
     OutputExistsError,
     atomic_dir,
     check_writable,
+    partial_path,
     resume_dir,
     write_json,
 )
@@ -267,12 +268,6 @@ def fine_tune_run(run_dir: Path, real: Windows, real_source: dict, sim: Windows,
     save_config(run_dir, config)
 
 
-def partial_run_dir(out: Path) -> Path:
-    """Where ``train`` builds the run for ``out`` (and keeps it, resumable, if interrupted)."""
-    out = Path(out)
-    return out.with_name(out.name + ".partial")
-
-
 def _interrupted(path: Path) -> bool:
     return (path / CONFIG_FILE).exists() and not (path / METRICS_FILE).exists()
 
@@ -281,7 +276,7 @@ def _check_run_dir(out: Path, force: bool, resume: bool, inputs: list[Path]) -> 
     """The interrupted run to continue if ``resume`` (OUT.partial; or OUT itself, trained in
     place by vo2spike 0.2); otherwise None, after checking (without touching anything) that a
     fresh run may be written to ``out``."""
-    partial = partial_run_dir(out)
+    partial = partial_path(out)
     if resume:
         for candidate in (partial, out):
             if _interrupted(candidate):
