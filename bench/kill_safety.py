@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for tests.killing
 
-from tests.killing import kill_once, schedule, standard_commands  # noqa: E402
+from tests.killing import kill_during, schedule, standard_commands  # noqa: E402
 from vo2spike.config import TrainConfig  # noqa: E402
 from vo2spike.data.simulate import write_cohort  # noqa: E402
 from vo2spike.pipeline import SHARED_YOYO  # noqa: E402
@@ -49,11 +49,11 @@ def main() -> int:
                                                             args.seed)):
         folder = work / "kills" / f"{i:03d}-{cmd.name}"
         folder.mkdir(parents=True)
-        o = kill_once(cmd, folder, at_s, sig, previous)
+        o = kill_during(cmd, folder, at_s, sig, previous)
         outcomes.append(o)
-        print(f"{cmd.name:12s} {at_s:6.2f} s {sig:8s} previous={previous!s:5s} -> exit "
-              f"{o.code}, {o.state}" + (f"  PROBLEMS: {o.problems}" if o.problems else ""),
-              flush=True)
+        print(f"{cmd.name:12s} {o.at_s:6.2f} s {sig:8s} previous={previous!s:5s} -> exit "
+              f"{o.code}, {o.state}, {o.tries} tries"
+              + (f"  PROBLEMS: {o.problems}" if o.problems else ""), flush=True)
         shutil.rmtree(folder)
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

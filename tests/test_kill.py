@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO, SHARED
-from tests.killing import kill_once, schedule, standard_commands
+from tests.killing import kill_during, schedule, standard_commands
 from vo2spike import interrupts, outputs
 
 
@@ -133,9 +133,12 @@ def test_every_writing_command_killed_at_a_random_moment(sim_dir, run_dir, tmp_p
     for i, (cmd, at_s, sig, previous) in enumerate(schedule(commands, 1, SEED)):
         work = tmp_path / f"{i}-{cmd.name}"
         work.mkdir()
-        outcomes.append(kill_once(cmd, work, at_s, sig, previous))
+        outcomes.append(kill_during(cmd, work, at_s, sig, previous))
     failed = [o for o in outcomes if o.problems]
     assert not failed, "\n".join(f"{o.command} at {o.at_s} s ({o.signal}, previous output: "
                                  f"{o.previous}): {'; '.join(o.problems)}" for o in failed)
-    # The schedule really interrupts work in progress (not only finished commands).
-    assert sum(o.code == 130 for o in outcomes) >= len(outcomes) // 2
+    # The schedule really interrupts work in progress (not only finished commands): a command
+    # that finished first was run again and killed earlier, so nearly all end in exit 130.
+    finished = [f"{o.command} (finished in {o.seconds} s, {o.tries} tries)" for o in outcomes
+                if o.code == 0]
+    assert len(finished) <= len(outcomes) // 4, finished
