@@ -33,6 +33,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/pruned_vo2max.py
 	$(BIN)/python bench/sim_transfer.py
 	$(BIN)/python bench/lopo_variants.py
+	$(BIN)/python bench/input_sets.py
 	$(BIN)/python bench/kill_safety.py
 
 lint: $(STAMP)

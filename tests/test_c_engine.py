@@ -20,7 +20,7 @@ from vo2spike.compress.measure import zero_smallest
 from vo2spike.compress.quantize import quantize_model
 from vo2spike.config import RunDirError
 from vo2spike.data.k5 import convert_yoyo
-from vo2spike.data.windows import prepare_windows
+from vo2spike.data.windows import INPUT_SETS, mixed_input_sets, prepare_windows, with_input_set
 from vo2spike.inference import load_model
 
 from .conftest import SHARED, needs_shared
@@ -45,9 +45,10 @@ def pruned(run_dir, sim_windows):
 
 @pytest.fixture(scope="module")
 def builds(int8_dir, pruned, sim_windows, tmp_path_factory):
-    """Exported and host-built C folders: spiking, twin and the pruned spiking model."""
+    """Exported and host-built C folders: spiking, twin and the pruned spiking model; the
+    embedded test windows (run on the emulated M4) mix every input set."""
     root = tmp_path_factory.mktemp("c")
-    q = encode_inputs(sim_windows.x[:ARM_WINDOWS])
+    q = encode_inputs(mixed_input_sets(sim_windows.x[:ARM_WINDOWS]))
     out = {}
     for key, model in (("spiking", load_int_model(int8_dir, "int8")),
                        ("twin", load_int_model(int8_dir, "int8_twin")), ("pruned", pruned)):
@@ -87,9 +88,10 @@ def test_storage_skips_pruned_weights(builds):
 
 
 @pytest.mark.parametrize("key", ["spiking", "twin", "pruned"])
-def test_host_engine_is_bit_exact_on_simulated_windows(builds, sim_windows, key):
+@pytest.mark.parametrize("input_set", list(INPUT_SETS))
+def test_host_engine_is_bit_exact_on_simulated_windows(builds, sim_windows, key, input_set):
     m, c_dir, report = builds[key]
-    q = encode_inputs(sim_windows.x[::2])
+    q = encode_inputs(with_input_set(sim_windows.x[::2], input_set))
     assert len(q) >= 300
     o = ec.run_harness(c_dir, q, expect=report["fingerprint"])
     ref = run_windows(m, q)
@@ -172,7 +174,7 @@ def test_export_refuses_to_overwrite_without_force(builds, tmp_path):
 
 @needs_arm
 def test_cortex_m4_under_qemu_equals_the_host_engine(builds, sim_windows):
-    q = encode_inputs(sim_windows.x[:ARM_WINDOWS])
+    q = encode_inputs(mixed_input_sets(sim_windows.x[:ARM_WINDOWS]))  # every input set
     for key in ("pruned", "twin"):
         m, c_dir, report = builds[key]
         run = ec.run_qemu(ec.build_arm(c_dir), timeout=120)

@@ -39,6 +39,7 @@ from vo2spike.inference import load_model, predict_windows
 from vo2spike.model.spike import LIF
 
 from .conftest import SHARED, needs_shared
+from .test_fit import PROFILE, graded_run, write_fit
 
 YOYO = SHARED / "yoyo-k5"
 
@@ -498,3 +499,95 @@ def test_magnitude_histogram_draws_a_threshold_only_for_a_single_cut():
     # Gradual pruning: a removed weight larger than a kept one (it shrank while fine-tuned).
     steps = compression.magnitude_histogram(mags, np.array([1, 0, 1, 0, 0], bool), bins=4)
     assert steps["threshold"] is None and sum(steps["removed"]) == 2
+
+
+# ---------------------------------------------------------------------------- FIT uploads
+def fit_file(tmp_path: Path, *, rr: bool = True, profile: bool = True, n: int = 1200) -> bytes:
+    """A FIT activity file of a graded run, written with Garmin's SDK Encoder."""
+    records = graded_run(n)
+    if not rr:
+        for r in records:
+            del r["enhanced_respiration_rate"]
+    path = write_fit(tmp_path / f"run-{uuid.uuid4().hex}.fit", records,
+                     profile=PROFILE if profile else None)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("with_rr, input_set", [(True, "speed,hr,rr"), (False, "speed,hr")])
+def test_upload_fit_file_is_predicted_from_the_watch_input_set(server, tmp_path, with_rr,
+                                                               input_set):
+    status, data = upload(server, {"kind": "fit"},
+                          {"fit": ("Morning Run.fit", fit_file(tmp_path, rr=with_rr))})
+    assert status == 200, data
+    assert data["kind"] == "fit" and not data["labels"] and data["overall"] is None
+    (t,) = data["tests"]
+    assert t["input_set"] == input_set
+    assert len(t["vo2_pred"]) == data["n_windows"] == (1200 - 60) // 30 + 1
+    assert all(v is not None and np.isfinite(v) for v in t["vo2_pred"])
+    assert all(v is None for v in t["vo2_measured"]) and t["metrics"] is None
+    assert t["weight"] == 72.5  # the file's user_profile
+    assert 500 < t["vo2max_pred"] < 8000
+
+
+def test_upload_fit_typed_person_fills_and_replaces_the_profile(server, tmp_path):
+    anon = fit_file(tmp_path, profile=False)
+    status, data = upload(server, {"kind": "fit", "age": "41", "weight": "61", "height": "166",
+                                   "sex": "1"}, {"fit": ("anon.fit", anon)})
+    assert status == 200, data
+    assert data["tests"][0]["weight"] == 61 and data["tests"][0]["input_set"] == "speed,hr,rr"
+    status, data = upload(server, {"kind": "fit", "weight": "90"},
+                          {"fit": ("run.fit", fit_file(tmp_path))})
+    assert status == 200 and data["tests"][0]["weight"] == 90  # replaces the file's 72.5
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({}, "anon.fit: the watch file has no user profile (no user_profile message); type the "
+         "person's age, weight, height and sex in the form"),
+    ({"age": "40", "sex": "0"}, "type the person's weight and height in the form"),
+])
+def test_upload_fit_without_profile_or_person_names_what_is_missing(server, tmp_path, fields,
+                                                                    expected):
+    status, data = upload(server, {"kind": "fit", **fields},
+                          {"fit": ("anon.fit", fit_file(tmp_path, profile=False, n=300))})
+    assert status == 400 and data["kind"] == "parameter", data
+    assert expected in data["error"]
+    assert "--age" not in data["error"]  # the page's fields, not the CLI's options
+
+
+def test_upload_truncated_or_unusable_fit_gives_a_clear_error(server, tmp_path):
+    good = fit_file(tmp_path, n=600)
+    status, data = upload(server, {"kind": "fit"}, {"fit": ("run.fit", good[:-700])})
+    assert status == 400 and data["kind"] == "data", data
+    assert data["error"].startswith("run.fit: corrupt FIT file: decoding failed at byte ")
+    assert f"it has {len(good) - 700:,}" in data["error"] and "truncated" in data["error"]
+    for leak in ("Traceback", "/tmp", "vo2spike-upload", "activity.fit"):
+        assert leak not in data["error"], leak
+    status, data = upload(server, {"kind": "fit"}, {"fit": ("notes.fit", b"time,HR\n0,120\n")})
+    assert status == 400 and data["error"] == \
+        "notes.fit: not a FIT file (no FIT file header with '.FIT' at its start)"
+    ride = write_fit(tmp_path / "ride.fit", graded_run(300), sport="cycling").read_bytes()
+    status, data = upload(server, {"kind": "fit"}, {"fit": ("ride.fit", ride)})
+    assert status == 400 and data["error"].startswith(
+        "ride.fit: this watch file cannot be used: sport cycling"), data
+    no_hr = write_fit(tmp_path / "nohr.fit", [{**r, "heart_rate": None} for r in graded_run(300)])
+    status, data = upload(server, {"kind": "fit"}, {"fit": ("nohr.fit", no_hr.read_bytes())})
+    assert status == 400 and "nohr.fit: this watch file cannot be used: no heart rate in any " \
+        "record" in data["error"] and "/tmp" not in data["error"], data
+
+
+@pytest.mark.parametrize("fields, files, expected", [
+    ({"kind": "fit"}, {}, "no FIT activity file was sent"),
+    ({"kind": "fit", "age": "300"}, {"fit": ("run.fit", b"x")}, "age: 300 is outside"),
+    ({"kind": "fit", "sex": "x"}, {"fit": ("run.fit", b"x")}, "sex: 'x' is not a sex"),
+])
+def test_upload_fit_parameter_errors(server, fields, files, expected):
+    status, data = upload(server, fields, files)
+    assert status == 400 and data["error"].startswith(expected), data
+
+
+def test_upload_physionet_tests_carry_their_input_set(server, small_cohort):
+    status, data = upload(server, {"kind": "physionet"}, {
+        "subject_info": ("subject-info.csv", (small_cohort / SUBJECT_FILE).read_bytes()),
+        "test_measure": ("test_measure.csv", (small_cohort / MEASURE_FILE).read_bytes())})
+    assert status == 200, data
+    assert {t["input_set"] for t in data["tests"]} == {"speed,hr,rr,ve"}  # the lab's mask

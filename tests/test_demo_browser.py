@@ -284,3 +284,51 @@ def test_missing_model_page(browser, tmp_path):
     finally:
         s.shutdown()
         s.server_close()
+
+
+def test_fit_upload_in_the_browser(browser, server, tmp_path):
+    """A watch's FIT file through the page: the results say which input set was used."""
+    from .test_fit import graded_run, write_fit
+
+    fit = write_fit(tmp_path / "Morning_Run.fit", graded_run())
+    records = graded_run()
+    for r in records:
+        del r["enhanced_respiration_rate"]
+    anon = write_fit(tmp_path / "anon.fit", records, profile=None)
+    w = Watched(browser, server, "laptop")
+    page = w.page
+    page.goto(server.url + "/")
+    w.wait_ready()
+    page.check("input[name=kind][value=fit]")
+    assert page.locator(".fit-only").is_visible() and page.locator(".pn-only").is_hidden()
+    assert page.locator(".k5-only").is_hidden()
+    assert "only if the watch file has no user profile" in page.locator("#fit-hint").inner_text()
+    page.set_input_files("#file-fit", str(fit))
+    page.locator("#upload-submit").click()  # no person typed: the file's user_profile
+    page.wait_for_selector("body[data-upload=done]", state="attached", timeout=60_000)
+    inputs = page.locator("#upload-inputs")
+    assert inputs.get_attribute("data-input-set") == "speed,hr,rr"
+    assert "Inputs: speed, heart rate, breathing rate (a watch" in inputs.inner_text()
+    summary = page.locator("#upload-summary").inner_text()
+    assert "39 windows" in summary and "A watch measures no VO2" in summary
+    assert page.locator("#upload-error").is_hidden()
+    page.locator(".upload").screenshot(path=str(SHOTS / "laptop-upload-fit.png"))
+
+    # Without a user profile the server asks for the person; typed, it predicts.
+    page.set_input_files("#file-fit", str(anon))
+    page.locator("#upload-submit").click()
+    page.wait_for_selector("body[data-upload=error]", state="attached", timeout=60_000)
+    error = page.locator("#upload-error").inner_text()
+    assert error.startswith("anon.fit: the watch file has no user profile") and "/tmp" not in error
+    for field, value in [("age", "41"), ("weight", "61"), ("height", "166")]:
+        page.fill(f"#fit-{field}", value)
+    page.select_option("#fit-sex", "1")
+    page.locator("#upload-submit").click()
+    page.wait_for_selector("body[data-upload=done]", state="attached", timeout=60_000)
+    assert inputs.get_attribute("data-input-set") == "speed,hr"
+    assert inputs.inner_text().startswith("Inputs: speed, heart rate (a watch)")
+    page.locator(".upload").screenshot(path=str(SHOTS / "laptop-upload-fit-typed.png"))
+    expected = "the server responded with a status of 400"
+    assert [e for e in w.errors if expected not in e] == [] and w.external() == []
+    assert sum(expected in e for e in w.errors) == 1
+    page.close()

@@ -18,8 +18,11 @@ from vo2spike.compress.energy import (
 )
 from vo2spike.compress.prune import make_permanent, prune_global
 from vo2spike.config import Normalizer
+from vo2spike.data.windows import CHANNELS
 from vo2spike.inference import predict_windows
 from vo2spike.model.net import ModelConfig, VO2Net
+
+N_INPUTS = len(CHANNELS)  # model inputs per time step
 
 T = 5
 
@@ -111,8 +114,8 @@ def test_break_even_rate():
 def test_activity_of_the_float_model_matches_its_spike_rates():
     torch.manual_seed(0)
     snn = VO2Net(ModelConfig()).eval()
-    norm = Normalizer([0.0] * 8, [1.0] * 8, 0.0, 1.0, 0.0, 1.0)
-    x = np.random.default_rng(0).normal(size=(7, 8, 60)).astype(np.float32)
+    norm = Normalizer([0.0] * N_INPUTS, [1.0] * N_INPUTS, 0.0, 1.0, 0.0, 1.0)
+    x = np.random.default_rng(0).normal(size=(7, N_INPUTS, 60)).astype(np.float32)
     act = layer_activity(snn, norm, x, batch_size=3)
     assert act["layer1"].shape == act["layer2"].shape == (7, 64)
     rates = predict_windows(snn, norm, x).spike_rates

@@ -7,15 +7,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vo2spike.config import RunDirError, load_config
+from vo2spike.data.windows import CHANNELS
 from vo2spike.inference import build_model, load_model, predict_windows
 from vo2spike.model.net import ModelConfig, VO2Net, count_parameters
 from vo2spike.model.tcn import TCN
 from vo2spike.train import save_weights
 
+N_INPUTS = len(CHANNELS)  # model inputs per time step
+
 
 def _tcn() -> TCN:
     torch.manual_seed(0)
-    tcn = TCN(8, 32, 3, (1, 2, 4, 8))
+    tcn = TCN(N_INPUTS, 32, 3, (1, 2, 4, 8))
     for m in tcn.modules():  # non-trivial BatchNorm statistics, eval mode
         if isinstance(m, torch.nn.BatchNorm1d):
             m.running_mean.uniform_(-0.5, 0.5)
@@ -27,7 +30,7 @@ def _tcn() -> TCN:
 @settings(max_examples=20, deadline=None)
 def test_tcn_is_causal(t):
     tcn = _tcn()
-    x = torch.randn(2, 8, 60, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, N_INPUTS, 60, generator=torch.Generator().manual_seed(1))
     x2 = x.clone()
     x2[:, :, t] += 3.0  # change the input at time t only
     with torch.no_grad():
@@ -39,7 +42,7 @@ def test_tcn_is_causal(t):
 def test_receptive_field_is_31_seconds():
     tcn = _tcn()
     assert tcn.receptive_field == 31
-    x = torch.randn(1, 8, 80, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(1, N_INPUTS, 80, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         base = tcn(x)[0, :, 79]
         for lag in range(45):
@@ -51,12 +54,12 @@ def test_receptive_field_is_31_seconds():
 
 
 def test_spiking_model_and_twin_shapes():
-    x = torch.randn(5, 8, 60)
+    x = torch.randn(5, N_INPUTS, 60)
     snn, twin = VO2Net(ModelConfig()), VO2Net(ModelConfig(spiking=False))
     out, tout = snn(x), twin(x)
     assert out.vo2.shape == out.vo2max.shape == tout.vo2.shape == tout.vo2max.shape == (5,)
     assert set(out.spike_rates) == {"lif1", "lif2"} and tout.spike_rates == {}
-    assert count_parameters(snn) == count_parameters(twin) == 16_930
+    assert count_parameters(snn) == count_parameters(twin) == 17_186  # 10 inputs
     assert isinstance(twin.layer1[0], torch.nn.Linear)
 
 

@@ -12,7 +12,10 @@ from vo2spike.compress.onnx_export import (
     check_onnx,
     export_onnx,
 )
+from vo2spike.data.windows import CHANNELS
 from vo2spike.inference import load_model
+
+N_INPUTS = len(CHANNELS)  # model inputs per time step
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +24,7 @@ def spiking(run_dir):
 
 
 def test_cell_unrolled_equals_the_window_model_in_torch(spiking):
-    x = torch.randn(6, 8, 60, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(6, N_INPUTS, 60, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = spiking(x)
         graph = WindowGraph(spiking)(x)
@@ -41,7 +44,7 @@ def test_onnxruntime_matches_torch(spiking, tmp_path):
     short.mkdir()
     files = export_onnx(spiking, 12, short)
     assert set(files) == {WINDOW_FILE, CELL_FILE}
-    x = np.random.default_rng(1).normal(size=(20, 8, 12)).astype(np.float32)
+    x = np.random.default_rng(1).normal(size=(20, N_INPUTS, 12)).astype(np.float32)
     report = check_onnx(short, spiking, x)
     assert report["windows"] == 20
     assert report["window_max_abs_diff"] < 1e-4 and report["cell_max_abs_diff"] < 1e-4

@@ -24,8 +24,9 @@ def test_run_directory_contents(run_dir):
         ".vo2spike-output"}
     config = load_config(run_dir)
     assert config.data["kind"] == "simulated"
-    assert config.channels == ["Speed", "HR", "RR", "VE", "Age", "Weight", "Height", "Sex"]
-    assert len(config.normalization.x_mean) == 8
+    assert config.channels == ["Speed", "HR", "RR", "VE", "Age", "Weight", "Height", "Sex",
+                               "RR_present", "VE_present"]
+    assert len(config.normalization.x_mean) == 10
     split = config.split
     assert not set(split["train"]) & set(split["test"])
     assert config.seed == 1
@@ -95,8 +96,8 @@ def test_predict_writes_one_row_per_window(run_dir, sim_dir, tmp_path):
     windows, tests = predict_dir(sim_dir, tmp_path / "pred", model_dir=run_dir)
     got = pd.read_csv(tmp_path / "pred" / "windows.csv")
     assert list(got.columns) == WINDOW_COLUMNS
-    assert list(pd.read_csv(tmp_path / "pred" / "tests.csv").columns) == ["ID_test",
-                                                                         "vo2max_pred"]
+    assert list(pd.read_csv(tmp_path / "pred" / "tests.csv").columns) == [
+        "ID_test", "input_set", "vo2max_pred", "vo2max_low", "vo2max_high"]
     w = make_windows(load_dataset(sim_dir), with_labels=False)
     assert len(got) == len(w)
     assert (got["t_end"] - got["t_start"] == 60).all()

@@ -29,7 +29,7 @@ from vo2spike.data.split import split_by_person, split_masks
 from vo2spike.data.windows import prepare_windows
 from vo2spike.model.net import ModelConfig, VO2Net
 
-N_PRUNABLE = 16_512  # Conv1d + Linear weights of the default VO2Net
+N_PRUNABLE = 16_768  # Conv1d + Linear weights of the default VO2Net (10 inputs)
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,12 @@ from vo2spike.config import (
     save_config,
 )
 from vo2spike.data.split import split_by_person, split_masks
-from vo2spike.data.windows import prepare_windows
+from vo2spike.data.windows import CHANNELS, prepare_windows
 from vo2spike.inference import predict_windows
 from vo2spike.model.net import ModelConfig, VO2Net
 from vo2spike.train import fine_tune, fit, interpolate_weights, loss_fn, spike_rate_loss
+
+N_INPUTS = len(CHANNELS)  # model inputs per time step
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,7 @@ def windows(sim_dir):
 
 def _batch(n: int = 16) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
-    return torch.randn(n, 8, 60, generator=g), torch.randn(n, generator=g), torch.randn(
+    return torch.randn(n, N_INPUTS, 60, generator=g), torch.randn(n, generator=g), torch.randn(
         n, generator=g)
 
 

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from vo2spike.data.read import DataError
 from vo2spike.data.windows import (
+    CHANNELS,
     MAX_RESAMPLE_S,
     highest_rolling_mean,
     make_windows,
@@ -60,9 +61,9 @@ def test_windows_of_simulated_cohort(sim_dir):
     from vo2spike.data.read import load_dataset
 
     w = make_windows(load_dataset(sim_dir))
-    assert w.x.shape[1:] == (8, 60)
+    assert w.x.shape[1:] == (len(CHANNELS), 60)
     assert np.all(w.t_end - w.t_start == 60)
-    # Static channels (age, weight, height, sex) are constant within a window.
+    # Static channels (age, weight, height, sex, presence flags) are constant in a window.
     assert np.all(w.x[:, 4:, :].max(axis=2) == w.x[:, 4:, :].min(axis=2))
     # Window VO2 is a mean of 1 Hz VO2, so it never exceeds the test's highest 30 s mean.
     assert np.all(w.vo2 <= w.vo2max + 1e-3)

@@ -1,4 +1,5 @@
-"""Linear baselines fitted on window means: ridge on every input, and VE alone."""
+"""Linear baselines fitted on window means: ridge on every signal, ridge on a watch's
+signals (speed and heart rate, with or without breathing rate), and VE alone."""
 
 from __future__ import annotations
 
@@ -7,10 +8,20 @@ from sklearn.linear_model import LinearRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from vo2spike.data.windows import CHANNELS, Windows
+from vo2spike.data.windows import CHANNELS, INPUT_SETS, Windows
 
-#: Baseline name -> (input channels used, ridge (True) or ordinary least squares).
-BASELINES = {"ridge": (CHANNELS, True), "ve_linear": (["VE"], False)}
+_PERSON = ["Age", "Weight", "Height", "Sex"]
+#: Baseline name -> (input channels used, ridge (True) or ordinary least squares). The
+#: ``ridge_<set>`` baselines use an input set's signals (vo2spike.data.windows.INPUT_SETS).
+BASELINES = {"ridge": (["Speed", "HR", "RR", "VE"] + _PERSON, True),
+             "ve_linear": (["VE"], False),
+             **{f"ridge_{name.replace(',', '_')}": (list(signals) + _PERSON, True)
+                for name, signals in INPUT_SETS.items() if "VE" not in signals}}
+
+
+def ridge_for(input_set: str) -> str:
+    """The ridge baseline on an input set's signals."""
+    return "ridge" if "VE" in INPUT_SETS[input_set] else f"ridge_{input_set.replace(',', '_')}"
 
 
 def window_means(x: np.ndarray) -> np.ndarray:

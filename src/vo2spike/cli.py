@@ -124,7 +124,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from vo2spike.predict import predict_dir
 
     windows, tests = predict_dir(args.data, args.out, model_dir=args.model, force=args.force,
-                                 engine=args.engine)
+                                 engine=args.engine, inputs=args.inputs)
+    used = tests["input_set"].value_counts().sort_index()
+    how = "forced by --inputs" if args.inputs else "the signals each test has"
+    print("input set used (" + how + "): "
+          + "; ".join(f"{name} for {n} test(s)" for name, n in used.items()))
     print(f"wrote {len(windows)} windows of {len(tests)} tests to {args.out}/windows.csv "
           f"and {args.out}/tests.csv")
 
@@ -159,6 +163,19 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_convert(args: argparse.Namespace) -> None:
     from vo2spike.data.k5 import convert_k5, convert_yoyo
 
+    fit_only = {"--person": args.person, "--age": args.age, "--weight": args.weight,
+                "--height": args.height, "--sex": args.sex}
+    if args.source == "fit":
+        _convert_fit(args)
+        return
+    used = [k for k, v in fit_only.items() if v is not None]
+    if used:
+        raise DataError(f"{', '.join(used)}: only for --from fit (--from {args.source} reads "
+                        "the person from its metadata or --subjects table)")
+    if len(args.src) != 1:
+        raise DataError(f"--from {args.source} takes one SRC, got {len(args.src)}: "
+                        f"{' '.join(map(str, args.src))}")
+    args.src = args.src[0]
     inputs = [args.src] + ([args.subjects] if args.subjects else [])
     check_writable(args.out, args.force, kind="converted", inputs=inputs)
     if args.source == "yoyo":
@@ -174,6 +191,31 @@ def cmd_convert(args: argparse.Namespace) -> None:
         if not files:
             raise DataError(f"{src}: no .csv export found")
         r = convert_k5(files, args.subjects, args.out, force=args.force)
+    print(f"wrote {len(r['written'])} session(s) to {args.out}")
+    for test, why in r["skipped"].items():
+        print(f"skipped {test}: {why}")
+
+
+def _convert_fit(args: argparse.Namespace) -> None:
+    """``convert --from fit``: FIT files (or folders of them) of one person."""
+    from vo2spike.data.fit import DEFAULT_PERSON, convert_fit
+
+    if args.subjects:
+        raise DataError("--subjects is for --from k5; for FIT files give the person with "
+                        "--age, --weight, --height, --sex (when a file has no user_profile)")
+    files = []
+    for src in map(Path, args.src):
+        if not src.exists():
+            raise DataError(f"{src}: no such file or folder")
+        found = sorted(f for f in src.iterdir() if f.suffix.lower() == ".fit"
+                       and f.is_file()) if src.is_dir() else [src]
+        if not found:
+            raise DataError(f"{src}: no .fit file found in this folder")
+        files += found
+    check_writable(args.out, args.force, kind="converted", inputs=files)
+    r = convert_fit(files, args.out, person=args.person or DEFAULT_PERSON, age=args.age,
+                    weight_kg=args.weight, height_cm=args.height, sex=args.sex,
+                    force=args.force)
     print(f"wrote {len(r['written'])} session(s) to {args.out}")
     for test, why in r["skipped"].items():
         print(f"skipped {test}: {why}")
@@ -393,6 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--engine", choices=["float", "int8", "c"], default="float",
                     help="float: the PyTorch model; int8: the NumPy integer engine; c: the "
                          "compiled C engine (both run the compressed model)")
+    pr.add_argument("--inputs", metavar="SET",
+                    help="predict every test from this input set: speed,hr (a watch), "
+                         "speed,hr,rr or speed,hr,rr,ve; default: the signals each test has "
+                         "(RR and VE columns may be absent or empty)")
     pr.add_argument("--force", action="store_true")
     pr.set_defaults(func=cmd_predict)
 
@@ -415,11 +461,30 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true")
     r.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("convert", help="COSMED K5 exports or the Yo-Yo layout -> data dir")
-    c.add_argument("--from", dest="source", choices=["k5", "yoyo"], required=True)
-    c.add_argument("src", type=Path, help="Yo-Yo root, or a K5 CSV file / folder of them")
+    c = sub.add_parser(
+        "convert", help="COSMED K5 exports, the Yo-Yo layout or watch FIT files -> data dir",
+        description="Write recordings as a canonical data directory (subject-info.csv, "
+                    "test_measure.csv, SOURCE.json). --from fit: Garmin FIT activity files "
+                    "of one person (one test per file, ID_test from the file name, ID from "
+                    "--person); heart rate, speed (km/h) and breathing rate where the watch "
+                    "has it; VO2, VCO2 and VE are left empty. Timer pauses are dropped and "
+                    "left as gaps, GPS speed jumps and missing heart rate become empty "
+                    "cells; files without heart rate or speed, or of another sport than "
+                    "running/walking, are skipped and reported.")
+    c.add_argument("--from", dest="source", choices=["k5", "yoyo", "fit"], required=True)
+    c.add_argument("src", type=Path, nargs="+", metavar="SRC",
+                   help="Yo-Yo root, or a K5 CSV file / folder of them (one SRC); for fit: "
+                        "FIT files and/or folders of *.fit files")
     c.add_argument("--subjects", type=Path,
                    help="for k5: CSV with File,ID,Age,Weight,Height,Sex per export")
+    c.add_argument("--person", help="for fit: the person's ID (default P1); one person per "
+                                    "run")
+    person = ("for fit: used where a file has no user_profile value; when given, it "
+              "replaces the file's value in every file (SOURCE.json records both)")
+    c.add_argument("--age", type=float, help=f"years; {person}")
+    c.add_argument("--weight", type=float, help=f"kg; {person}")
+    c.add_argument("--height", type=float, help=f"cm; {person}")
+    c.add_argument("--sex", help=f"male/female (m/f, or 0 = male, 1 = female); {person}")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--force", action="store_true")
     c.set_defaults(func=cmd_convert)

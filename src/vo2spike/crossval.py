@@ -21,19 +21,38 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from vo2spike.baselines import linear_baseline  # noqa: E402
+from vo2spike.baselines import linear_baseline, ridge_for  # noqa: E402
 from vo2spike.config import FineTuneConfig  # noqa: E402
 from vo2spike.data.read import DataError  # noqa: E402
-from vo2spike.data.windows import Windows  # noqa: E402
+from vo2spike.data.windows import (  # noqa: E402
+    FULL_INPUT_SET,
+    INPUT_SETS,
+    Windows,
+    with_input_set,
+)
 from vo2spike.inference import load_model, predict_windows  # noqa: E402
-from vo2spike.metrics import label, regression_metrics  # noqa: E402
+from vo2spike.metrics import (  # noqa: E402
+    input_set_results,
+    input_set_table,
+    interval_table,
+    label,
+    regression_metrics,
+)
 from vo2spike.outputs import atomic_dir, write_json  # noqa: E402
 from vo2spike.train import fine_tune, sim_train_windows  # noqa: E402
+from vo2spike.vo2max import INTERVAL_LEVEL  # noqa: E402
 
 log = logging.getLogger("vo2spike")
 
 #: The models compared, by id (labels in vo2spike.metrics.MODEL_LABELS).
 MODELS = ["spiking_real", "twin_real", "spiking_sim", "ridge_real", "ve_linear_real"]
+
+
+def set_column(model_id: str, input_set: str) -> str:
+    """The predictions' column prefix of ``model_id`` given ``input_set`` (the full set:
+    ``model_id`` itself)."""
+    return model_id if input_set == FULL_INPUT_SET else \
+        f"{model_id}_{input_set.replace(',', '_')}"
 
 
 def leave_one_person_out(run_dir: Path, real: Windows, sim: Windows,
@@ -65,10 +84,19 @@ def leave_one_person_out(run_dir: Path, real: Windows, sim: Windows,
             tuned = fine_tune(model, real_train, sim_train, nrm, cfg, config.seed)
             p = predict_windows(tuned, nrm, real.x[test])
             put(model_id, test, p.vo2, p.vo2max)
+            if model_id == "spiking_real":
+                for name in INPUT_SETS:  # a watch's inputs: the same person, fewer signals
+                    if name != FULL_INPUT_SET:
+                        p = predict_windows(tuned, nrm, with_input_set(real.x[test], name))
+                        put(set_column(model_id, name), test, p.vo2, p.vo2max)
         p = predict_windows(snn, norm, real.x[test])
         put("spiking_sim", test, p.vo2, p.vo2max)
         for model_id, kind in [("ridge_real", "ridge"), ("ve_linear_real", "ve_linear")]:
             put(model_id, test, *linear_baseline(kind, real_train, real.x[test]))
+        for name in INPUT_SETS:
+            if name != FULL_INPUT_SET:
+                put(set_column("ridge_real", name), test,
+                    *linear_baseline(ridge_for(name), real_train, real.x[test]))
     return out
 
 
@@ -165,6 +193,19 @@ def cleaning_table(counts: dict[str, int], n_rows: int) -> str:
     return "\n".join(lines)
 
 
+def lopo_input_sets(pred: pd.DataFrame, real: Windows) -> dict:
+    """:func:`vo2spike.metrics.input_set_results` of the held-out predictions (rows in the
+    order of ``real``'s windows): the fine-tuned spiking model and the ridge per input set,
+    the VO2max combination chosen person-nested."""
+    def cols(model_id: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+        c = set_column(model_id, name)
+        return pred[f"{c}_vo2"].to_numpy(), pred[f"{c}_vo2max"].to_numpy()
+
+    preds = {name: {"spiking": cols("spiking_real", name), "ridge": cols("ridge_real", name)}
+             for name in INPUT_SETS}
+    return input_set_results(real, preds, choose=True)
+
+
 def crossval_run(run_dir: Path, real: Windows, real_kind: str, sim: Windows, out: Path,
                  force: bool = False, cfg: FineTuneConfig | None = None,
                  cleaning: dict | None = None, pred: pd.DataFrame | None = None) -> dict:
@@ -178,7 +219,8 @@ def crossval_run(run_dir: Path, real: Windows, real_kind: str, sim: Windows, out
     results = {"data_kind": real_kind, "cleaning": cleaning, "n_people": int(pred["ID"].nunique()),
                "n_sessions": int(pred["ID_test"].nunique()), "n_windows": int(len(pred)),
                "fine_tune": asdict(cfg or FineTuneConfig()),
-               "models": score_lopo(pred, weights)}
+               "models": score_lopo(pred, weights),
+               "input_sets": lopo_input_sets(pred, real)}
     with atomic_dir(Path(out), force=force, kind="crossval") as tmp:
         pred.to_csv(tmp / "predictions.csv", index=False, float_format="%.1f")
         write_json(tmp / "metrics.json", results)
@@ -211,6 +253,21 @@ sessions, {results['n_windows']} windows (60 s, 30 s stride). Each person is hel
 turn; the models are fine-tuned (or the baselines fitted) on the others' real windows only.
 
 {lopo_table(results['models'])}
+
+Per input set (a watch has speed and heart rate, some a breathing-rate estimate; VE needs
+a mask): the same held-out people, the fine-tuned model given only that set's signals,
+the ridge refitted on them, and the classic non-learned estimators (ACSM running equation
+extrapolated to HRmax by HR; Uth-Sorensen 15.3 x HRmax / HRrest; see `vo2spike.vo2max`).
+"HR extrapolation": the model's own window VO2 against HR, extrapolated to HRmax.
+
+{input_set_table(results['input_sets'])}
+
+VO2max as a watch reports it, with a {100 * INTERVAL_LEVEL:.0f}% split-conformal interval:
+the combination of head and HR extrapolation is chosen only where it beats the head, and
+scored person-nested (each person's estimate chosen on the other people); each person's
+interval half-width is calibrated on the other people's held-out residuals.
+
+{interval_table(results['input_sets'])}
 
 VO2max: per session, highest 30 s mean of the measured 1 Hz VO2. The model's estimate is
 the mean of its window estimates (what `predict` writes); the last column scores the

@@ -15,14 +15,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from vo2spike.baselines import baseline_parameters, linear_baseline  # noqa: E402
+from vo2spike.baselines import baseline_parameters, linear_baseline, ridge_for  # noqa: E402
 from vo2spike.data.read import Dataset  # noqa: E402
 from vo2spike.data.split import split_by_person, split_masks  # noqa: E402
-from vo2spike.data.windows import Windows, prepare_windows  # noqa: E402
+from vo2spike.data.windows import (  # noqa: E402
+    FULL_INPUT_SET,
+    INPUT_SETS,
+    Windows,
+    prepare_windows,
+    with_input_set,
+)
 from vo2spike.inference import load_model, predict_windows  # noqa: E402
-from vo2spike.metrics import label, score  # noqa: E402
+from vo2spike.metrics import (  # noqa: E402
+    input_set_results,
+    input_set_table,
+    interval_table,
+    label,
+    score,
+)
 from vo2spike.model.net import count_parameters  # noqa: E402
 from vo2spike.outputs import atomic_dir, write_json  # noqa: E402
+from vo2spike.vo2max import INTERVAL_LEVEL  # noqa: E402
 
 log = logging.getLogger("vo2spike")
 
@@ -122,6 +135,15 @@ def evaluate_run(run_dir: Path, data_dir: Path, out: Path | None = None,
         results["models"]["ridge"], _ = score(test_w, rv, rmax)
         params["ridge"] = baseline_parameters("ridge")
     results["parameters"] = params
+    preds = {}
+    for name in INPUT_SETS:
+        p = pred if name == FULL_INPUT_SET else \
+            predict_windows(model, norm, with_input_set(test_w.x, name))
+        preds[name] = {"spiking": (p.vo2, p.vo2max)}
+        if len(train_w):
+            preds[name]["ridge"] = linear_baseline(ridge_for(name), train_w, test_w.x)
+    chosen = {k: v["combination"] for k, v in (config.vo2max or {}).get("input_sets", {}).items()}
+    results["input_sets"] = input_set_results(test_w, preds, choose=False, combination=chosen)
     results["spiking_minus_twin_vo2_r2"] = (results["models"]["spiking"]["vo2_ml_min"]["r2"]
                                             - results["models"]["twin"]["vo2_ml_min"]["r2"])
 
@@ -158,6 +180,17 @@ def render_report(results: dict, model_label: str) -> str:
 
 VO2: per window, mean of the 1 Hz VO2 over 60 s. VO2max: per test, highest 30 s mean of the
 1 Hz VO2; the model's estimate is the mean of its window estimates for that test.
+
+Per input set (the model given only a watch's signals; the ridge refitted on them; the
+classic non-learned estimators, which need only speed and heart rate):
+
+{input_set_table(results['input_sets'])}
+
+VO2max with its {100 * INTERVAL_LEVEL:.0f}% split-conformal interval (the combination of head
+and HR extrapolation chosen on the REAL held-out people, else the head; each test person's
+half-width calibrated on the other test people's residuals):
+
+{interval_table(results['input_sets'])}
 
 - spike rate per layer (fraction of neuron-steps that fire): {rates}
 - parameters: {params}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vo2spike.compress.workflow import COMPRESSED_DIR, CompressOptions, compress_run
-from vo2spike.config import FineTuneConfig, TrainConfig, load_config
+from vo2spike.config import FineTuneConfig, TrainConfig, load_config, save_config
 from vo2spike.crossval import crossval_run, leave_one_person_out
 from vo2spike.data.k5 import convert_yoyo
 from vo2spike.data.read import MEASURE_FILE, SUBJECT_FILE, Dataset
@@ -25,6 +25,7 @@ from vo2spike.evaluate import REAL_CV_DIR, evaluate_run
 from vo2spike.outputs import atomic_dir, check_writable
 from vo2spike.timing import StageClock
 from vo2spike.train import fine_tune_run, train_run
+from vo2spike.vo2max import vo2max_record
 
 log = logging.getLogger("vo2spike")
 
@@ -160,6 +161,13 @@ def cleaning_summary(dataset: Dataset) -> dict:
     return {"rows": int(len(dataset.measures)), "counts": dict(dataset.report.counts)}
 
 
+def record_vo2max(run_dir: Path, input_sets: dict, calibration: str) -> None:
+    """Write the VO2max combination and interval per input set into the run's config."""
+    config = load_config(run_dir)
+    config.vo2max = vo2max_record(input_sets, calibration)
+    save_config(run_dir, config)
+
+
 def run_pipeline(opts: RunOptions, say: Callable[[str], None] = print) -> RunResult:
     """Run the whole job into ``opts.out``; an existing run is replaced (``force``) only by a
     finished one. ``say`` receives the lines a user must see (data provenance, progress)."""
@@ -197,9 +205,17 @@ def run_pipeline(opts: RunOptions, say: Callable[[str], None] = print) -> RunRes
                                     cleaning=cleaning_summary(real_ds), pred=lopo_pred)
             with stage("fine-tune on all real recordings"):
                 fine_tune_run(work, real_w, real_ds.source, prepared[1], ft)
+            record_vo2max(work, lopo["input_sets"],
+                          f"leave-one-person-out residuals on REAL recordings "
+                          f"({real_ds.source['kind']}; {lopo['n_sessions']} sessions of "
+                          f"{lopo['n_people']} people; each held-out person's model "
+                          "fine-tuned on the others)")
         with stage("evaluate (sim test split)"):
             evaluation = evaluate_run(work, data, force=True, prepared=prepared,
                                       model_label=str(out))
+        if lopo is None:
+            record_vo2max(work, evaluation["input_sets"],
+                          "residuals on the SIMULATED test split (no real recordings)")
         compression = compress_run(work, data, work / COMPRESSED_DIR,
                                    CompressOptions(**(QUICK_COMPRESS if opts.quick else {})),
                                    prepared=prepared, real_prepared=real_prepared,

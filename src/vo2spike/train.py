@@ -42,7 +42,17 @@ from vo2spike.config import (
 )
 from vo2spike.data.read import DataError, Dataset
 from vo2spike.data.split import split_by_person, split_masks
-from vo2spike.data.windows import CHANNELS, STRIDE_S, WINDOW_S, Windows, prepare_windows
+from vo2spike.data.windows import (
+    ABSENT_FILL,
+    CHANNELS,
+    INPUT_SETS,
+    OPTIONAL,
+    STRIDE_S,
+    WINDOW_S,
+    Windows,
+    check_input_set,
+    prepare_windows,
+)
 from vo2spike.inference import build_model, load_verified_tensors, weights_file
 from vo2spike.model.net import ModelConfig, VO2Net, count_parameters
 from vo2spike.outputs import (
@@ -108,6 +118,40 @@ def _tensors(norm: Normalizer, w: Windows) -> tuple[torch.Tensor, torch.Tensor, 
     return torch.from_numpy(norm.inputs(w.x)), torch.from_numpy(y), torch.from_numpy(ymax)
 
 
+class InputDropout:
+    """Channel dropout over input sets: each standardised window (C, T) of a batch is given
+    an input set drawn with ``weights`` (name -> probability), and the optional signals
+    outside it are made absent exactly as :func:`vo2spike.data.windows.with_input_set`
+    makes them in raw units (ABSENT_FILL, presence channel 0), here standardised."""
+
+    def __init__(self, norm: Normalizer, weights: dict[str, float]) -> None:
+        names = [check_input_set(n) for n in weights]
+        p = torch.tensor([float(weights[n]) for n in weights], dtype=torch.float64)
+        if len(set(names)) != len(names) or (p < 0).any() or float(p.sum()) <= 0:
+            raise ValueError(f"input_set_weights must give each input set once a weight >= 0, "
+                             f"not all 0; got {weights}")
+        self.p = p / p.sum()
+        mean, std = norm.x_mean, norm.x_std
+        # absent[s, k]: input set s lacks optional signal k
+        self.absent = torch.tensor([[sig not in INPUT_SETS[n] for sig in OPTIONAL]
+                                    for n in names])
+        self.channels = [(CHANNELS.index(sig), CHANNELS.index(flag)) for sig, flag in
+                         OPTIONAL.items()]
+        self.values = [((ABSENT_FILL[sig] - mean[c]) / std[c], (0.0 - mean[f]) / std[f])
+                       for sig, (c, f) in zip(OPTIONAL, self.channels, strict=True)]
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A copy of standardised windows x (B, C, T) with each window's drawn set applied."""
+        drawn = torch.multinomial(self.p, len(x), replacement=True, generator=gen)  # (B,)
+        x = x.clone()
+        for k, ((c, f), (z_fill, z_flag)) in enumerate(zip(self.channels, self.values,
+                                                            strict=True)):
+            gone = self.absent[drawn, k]  # (B,) bool
+            x[gone, c] = z_fill
+            x[gone, f] = z_flag
+        return x
+
+
 def _save_checkpoint(path: Path, model, best_state, optim, meta: dict) -> None:
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v.contiguous() for k, v in best_state.items()})
@@ -145,6 +189,7 @@ def fit(model: VO2Net, train: Windows, val: Windows, norm: Normalizer, cfg: Trai
     x, y, ymax = _tensors(norm, train)
     xv, yv, ymaxv = _tensors(norm, val)
     penalty = cfg.spike_rate_penalty
+    dropout = InputDropout(norm, cfg.input_set_weights)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     meta = {"epoch": -1, "best_epoch": -1, "best_val": float("inf"), "bad_epochs": 0,
             "history": []}
@@ -165,7 +210,7 @@ def fit(model: VO2Net, train: Windows, val: Windows, norm: Normalizer, cfg: Trai
             idx = order[i:i + cfg.batch_size]
             if len(idx) < 2:  # BatchNorm needs two samples
                 continue
-            total += train_step(model, optim, x[idx], y[idx], ymax[idx],
+            total += train_step(model, optim, dropout(x[idx], gen), y[idx], ymax[idx],
                                 cfg.vo2max_loss_weight, cfg.grad_clip, penalty) * len(idx)
         val_loss = _eval_loss(model, xv, yv, ymaxv, cfg.vo2max_loss_weight, penalty)
         meta["history"].append({"epoch": epoch + 1, "train_loss": total / len(x),
@@ -211,6 +256,7 @@ def fine_tune(model: VO2Net, real: Windows, sim: Windows, norm: Normalizer,
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     x, y, ymax = _tensors(norm, real)
     xs, ys, ymaxs = _tensors(norm, sim)
+    dropout = InputDropout(norm, cfg.input_set_weights)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(cfg.epochs):
         model.train()
@@ -222,7 +268,8 @@ def fine_tune(model: VO2Net, real: Windows, sim: Windows, norm: Normalizer,
             idx = order[i:i + cfg.batch_size]
             j = torch.randint(0, len(xs), (int(round(len(idx) * cfg.sim_per_real)),),
                               generator=gen)
-            train_step(model, optim, torch.cat([x[idx], xs[j]]), torch.cat([y[idx], ys[j]]),
+            train_step(model, optim, dropout(torch.cat([x[idx], xs[j]]), gen),
+                       torch.cat([y[idx], ys[j]]),
                        torch.cat([ymax[idx], ymaxs[j]]), cfg.vo2max_loss_weight, cfg.grad_clip,
                        cfg.spike_rate_penalty)
     model.eval()
@@ -337,7 +384,7 @@ def _train_into(out: Path, dataset: Dataset, windows: Windows, data_dir: Path,
                             f"({config.data['path']})")
         model_cfg, cfg, seed, split = config.model, config.train, config.seed, config.split
     else:
-        model_cfg = model_cfg or ModelConfig()
+        model_cfg = model_cfg or ModelConfig(n_inputs=len(CHANNELS))
         split = split_by_person(windows.person, seed, where=data_dir)
     masks = split_masks(windows.person, split)
     train_w, val_w = windows.subset(masks["train"]), windows.subset(masks["val"])
@@ -346,6 +393,7 @@ def _train_into(out: Path, dataset: Dataset, windows: Windows, data_dir: Path,
     config = RunConfig(model=model_cfg, twin_model=twin_cfg, train=cfg, normalization=norm,
                        seed=seed, split=split, data=dataset.source,
                        data_report=dataset.report.counts, channels=list(CHANNELS),
+                       input_sets=list(INPUT_SETS),
                        window_s=WINDOW_S, stride_s=STRIDE_S, threads=fix_threads())
     save_config(out, config)
     if resumable:

@@ -61,6 +61,7 @@ from vo2spike.compress.intmodel import (
     save_int_model,
 )
 from vo2spike.config import Normalizer
+from vo2spike.data.windows import mixed_input_sets
 from vo2spike.model.net import VO2Net
 
 __all__ = ["IntModel", "load_int_model", "quantize_model", "save_int_model",
@@ -158,7 +159,8 @@ def quantize_model(model: VO2Net, norm: Normalizer, calibration_x: np.ndarray, *
 
     calibration_x: raw training windows (N, C, T) in the units of CHANNELS; activation
     scales are the ``percentile`` of |activation| / 127 over (at most ``max_windows`` of)
-    them. ``source`` is recorded in the JSON (e.g. the float weights' file and SHA256)."""
+    them, each seen with an input set drawn by ``mixed_input_sets``. ``source`` is
+    recorded in the JSON (e.g. the float weights' file and SHA256)."""
     model.eval()
     cfg = model.config
     x = np.asarray(calibration_x)
@@ -166,6 +168,8 @@ def quantize_model(model: VO2Net, norm: Normalizer, calibration_x: np.ndarray, *
         raise ValueError(f"calibration windows must be (N, {cfg.n_inputs}, T), got {x.shape}")
     if len(x) > max_windows:
         x = x[np.linspace(0, len(x) - 1, max_windows).astype(int)]
+    # One model serves every input set: its activation ranges must cover them all.
+    x = mixed_input_sets(x)
     t_len = x.shape[2]
     arch = {"n_inputs": cfg.n_inputs, "channels": cfg.channels,
             "kernel_size": cfg.kernel_size, "dilations": [int(d) for d in cfg.dilations],

@@ -58,16 +58,28 @@ from vo2spike.config import (
     load_config,
     save_config,
 )
-from vo2spike.crossval import leave_one_person_out, r2_difference_interval, score_lopo
+from vo2spike.crossval import (
+    leave_one_person_out,
+    r2_difference_interval,
+    score_lopo,
+    set_column,
+)
 from vo2spike.data.read import DataError, Dataset
 from vo2spike.data.split import split_masks
-from vo2spike.data.windows import Windows, prepare_windows
+from vo2spike.data.windows import (
+    FULL_INPUT_SET,
+    INPUT_SETS,
+    Windows,
+    prepare_windows,
+    with_input_set,
+)
 from vo2spike.inference import load_model, predict_windows
-from vo2spike.metrics import label, score
+from vo2spike.metrics import input_set_results, input_set_table, interval_table, label, score
 from vo2spike.model.net import VO2Net, count_parameters
 from vo2spike.outputs import atomic_dir, check_writable, write_json
 from vo2spike.timing import untimed
 from vo2spike.train import save_weights
+from vo2spike.vo2max import vo2max_record
 
 log = logging.getLogger("vo2spike")
 
@@ -98,15 +110,11 @@ def _check_same_data(found: dict, expected: dict, data_dir: Path, what: str) -> 
                         "SHA256 differs); pass that folder")
 
 
-def _int8_predict(model: VO2Net, norm, calibration_x: np.ndarray, x: np.ndarray):
-    m = quantize_model(model, norm, calibration_x)
-    return predictions(m, run_windows(m, encode_inputs(x)))
-
-
 def lopo_compressed(pruned_sim: dict[str, VO2Net], norm, real: Windows, sim_train: Windows,
                     cfg: FineTuneConfig, seed: int, calibration_x: np.ndarray) -> pd.DataFrame:
     """Leave-one-person-out of the pruned models: columns ``<id>_vo2``, ``<id>_vo2max`` for
-    pruned_real (float), pruned_int8_real and twin_pruned_int8_real (mL/min)."""
+    pruned_real (float), pruned_int8_real and twin_pruned_int8_real (mL/min), and
+    pruned_int8_real given each watch input set (``crossval.set_column``)."""
     person = np.array([str(p) for p in real.person])
     out = pd.DataFrame({"ID_test": real.id_test, "ID": person, "vo2": real.vo2,
                         "vo2max": real.vo2max})
@@ -120,9 +128,13 @@ def lopo_compressed(pruned_sim: dict[str, VO2Net], norm, real: Windows, sim_trai
                 p = predict_windows(tuned, norm, real.x[test])
                 out.loc[test, "pruned_real_vo2"] = p.vo2
                 out.loc[test, "pruned_real_vo2max"] = p.vo2max
-            q = _int8_predict(tuned, norm, calibration_x, real.x[test])
             key = "pruned_int8_real" if name == "spiking" else "twin_pruned_int8_real"
-            out.loc[test, f"{key}_vo2"], out.loc[test, f"{key}_vo2max"] = q.vo2, q.vo2max
+            m = quantize_model(tuned, norm, calibration_x)
+            for input_set in INPUT_SETS if name == "spiking" else [FULL_INPUT_SET]:
+                x = with_input_set(real.x[test], input_set)
+                q = predictions(m, run_windows(m, encode_inputs(x)))
+                col = set_column(key, input_set)
+                out.loc[test, f"{col}_vo2"], out.loc[test, f"{col}_vo2max"] = q.vo2, q.vo2max
     return out
 
 
@@ -260,6 +272,12 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
             with stage("compress: leave-one-person-out, pruned + int8 (real)"):
                 report["real"] = _real_rows(run_dir, final, pruned_sim, norm, real,
                                             sim_train, windows, ft_cfg, config, float_lopo)
+            cfg.vo2max = vo2max_record(
+                report["real"]["input_sets"],
+                "leave-one-person-out residuals of the pruned + int8 model on REAL recordings "
+                f"({real_ds.source['kind']}; {report['real']['n_sessions']} sessions of "
+                f"{report['real']['n_people']} people)")
+            save_config(work, cfg)
         if opts.sweep:
             say(f"sparsity sweep: {', '.join(f'{s:g}' for s in opts.sweep)}")
             rows = sparsity_sweep(sim_only, norm, sim_train, sim_val, sim_test, opts.sweep,
@@ -338,6 +356,12 @@ def _real_rows(run_dir: Path, final: dict, pruned_sim: dict, norm, real: Windows
     weights = real.tests.set_index("ID_test")["Weight"]
     return {"n_people": int(pred["ID"].nunique()), "n_sessions": int(pred["ID_test"].nunique()),
             "n_windows": int(len(pred)), "models": score_lopo(pred, weights, REAL_ROWS),
+            "input_sets": input_set_results(
+                real, {name: {"spiking": (pred[f"{set_column('pruned_int8_real', name)}_vo2"]
+                                          .to_numpy(),
+                                          pred[f"{set_column('pruned_int8_real', name)}_vo2max"]
+                                          .to_numpy())}
+                       for name in INPUT_SETS}, choose=True),
             "r2_difference_95": {m: r2_difference_interval(pred, m, "spiking_real")
                                  for m in ("pruned_real", "pruned_int8_real")}}
 
@@ -406,6 +430,11 @@ def real_table(real: dict) -> str:
         lines += [f"- {label(m)}: VO2 [{100 * i['vo2'][0]:+.1f}, {100 * i['vo2'][1]:+.1f}] "
                   f"points, VO2max [{100 * i['vo2max'][0]:+.1f}, {100 * i['vo2max'][1]:+.1f}] "
                   "points." for m, i in intervals.items()]
+    if "input_sets" in real:
+        lines += ["", "The pruned + int8 model per input set (the same held-out people; "
+                  "VO2max with its 90% split-conformal interval, as `predict --engine int8` "
+                  "reports it):", "", input_set_table(real["input_sets"]), "",
+                  interval_table(real["input_sets"])]
     return "\n".join(lines)
 
 

@@ -330,9 +330,11 @@ def _canonical(breaths: pd.DataFrame, person: str, id_test: str) -> pd.DataFrame
     return out[MEASURE_COLUMNS]
 
 
-def _write_canonical(out: Path, subjects: list[dict], measures: list[pd.DataFrame],
-                     provenance: dict, force: bool, report: DataReport,
-                     inputs: list[Path]) -> None:
+def write_canonical(out: Path, subjects: list[dict], measures: list[pd.DataFrame],
+                    provenance: dict, force: bool, report: DataReport,
+                    inputs: list[Path]) -> None:
+    """Write converted recordings as a canonical data directory (the PhysioNet pair and
+    ``SOURCE.json``), atomically; every converter (K5, Yo-Yo, FIT) ends here."""
     report.emit()
     if not subjects:
         raise DataError("no session left to write (every session was skipped)")
@@ -371,7 +373,7 @@ def convert_yoyo(root: Path, out: Path, before_s: float = 60.0, after_s: float =
                          "Humidity": s.humidity, "Temperature": s.temperature, "Sex": s.sex,
                          "ID": s.person, "ID_test": s.id_test})
         written.append(s.id_test)
-    _write_canonical(out, subjects, measures, {
+    write_canonical(out, subjects, measures, {
         "kind": "real: Oxford NIL Yo-Yo test recordings (COSMED K5, Polar H10, GPS)",
         "source": str(root), "window": f"test start - {before_s:g} s to end + {after_s:g} s",
         "written": written, "skipped": skipped}, force, report, [Path(root)])
@@ -433,7 +435,7 @@ def convert_k5(files: list[Path], subjects_csv: Path, out: Path, force: bool = F
                          "Humidity": "", "Temperature": "", "Sex": row["Sex"],
                          "ID": person, "ID_test": id_test})
         written.append(id_test)
-    _write_canonical(out, subjects, measures, {
+    write_canonical(out, subjects, measures, {
         "kind": "real: COSMED K5 exports", "files": [str(f) for f in files],
         "written": written, "skipped": skipped}, force, report,
                      [*map(Path, files), subjects_csv])

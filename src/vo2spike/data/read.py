@@ -33,8 +33,9 @@ SOURCE_MARKER = "SOURCE.json"  # written by ``vo2spike convert`` for real record
 SUBJECT_COLUMNS = ["Age", "Weight", "Height", "Humidity", "Temperature", "Sex", "ID", "ID_test"]
 SUBJECT_REQUIRED = ["Age", "Weight", "Height", "Sex", "ID", "ID_test"]
 MEASURE_COLUMNS = ["time", "Speed", "HR", "VO2", "VCO2", "RR", "VE", "ID", "ID_test"]
-#: Columns a recording must have to predict from it (VO2/VCO2 are only needed as labels).
-MEASURE_INPUT_COLUMNS = ["time", "Speed", "HR", "RR", "VE", "ID_test"]
+#: Columns a recording must have to predict from it (VO2/VCO2 are only needed as labels;
+#: RR and VE are optional: a watch has neither, or only a breathing-rate estimate).
+MEASURE_INPUT_COLUMNS = ["time", "Speed", "HR", "ID_test"]
 SIGNALS = ["Speed", "HR", "VO2", "VCO2", "RR", "VE"]
 
 #: SHA256 of the official PhysioNet release 1.0.1 files.
@@ -419,7 +420,8 @@ def read_test_measure(path: Path, require_labels: bool = True) -> pd.DataFrame:
 
     Missing values in signal columns are allowed (they are artefacts, handled later);
     text where a number belongs is fatal. With ``require_labels=False`` the VO2 and VCO2
-    columns may be absent (prediction from a wearable's inputs alone). The ``line`` column
+    columns may be absent (prediction from a wearable's inputs alone), and so may RR and VE
+    (read as empty). The ``line`` column
     holds each row's line in the file.
     """
     path = Path(path)

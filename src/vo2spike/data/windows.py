@@ -23,9 +23,25 @@ from vo2spike.data.read import (
     load_dataset,
 )
 
-#: Model inputs per time step, in this order (static ones repeated over time).
-CHANNELS = ["Speed", "HR", "RR", "VE", "Age", "Weight", "Height", "Sex"]
+#: Model inputs per time step, in this order (static ones repeated over time). The last two
+#: say whether RR and VE were measured (1) or are absent (0, the channel then holds
+#: :data:`ABSENT_FILL`): one network serves every input set of :data:`INPUT_SETS`.
+CHANNELS = ["Speed", "HR", "RR", "VE", "Age", "Weight", "Height", "Sex",
+            "RR_present", "VE_present"]
 DYNAMIC = ["Speed", "HR", "RR", "VE"]
+#: Signals a wearable may lack, each with its presence channel.
+OPTIONAL = {"RR": "RR_present", "VE": "VE_present"}
+#: What an absent signal's channel holds (raw units: breaths/min, L/min): about the
+#: simulated training cohort's mean (35.6, 65.6), so that it standardises to about 0.
+ABSENT_FILL = {"RR": 35.0, "VE": 65.0}
+#: Input sets by name (the measured signals; age, weight, height and sex are in every one):
+#: a watch (speed + heart rate), a watch with a breathing-rate estimate, the lab (mask).
+INPUT_SETS = {
+    "speed,hr": ("Speed", "HR"),
+    "speed,hr,rr": ("Speed", "HR", "RR"),
+    "speed,hr,rr,ve": ("Speed", "HR", "RR", "VE"),
+}
+FULL_INPUT_SET = "speed,hr,rr,ve"
 WINDOW_S = 60
 STRIDE_S = 30
 VO2MAX_AVERAGE_S = 30
@@ -94,6 +110,57 @@ def highest_rolling_mean(x: np.ndarray, valid: np.ndarray, width: int) -> float:
     return float(sums[full].max() / width) if full.any() else float("nan")
 
 
+def check_input_set(name: str) -> str:
+    """``name`` if it is an input set of :data:`INPUT_SETS` (order-insensitive, e.g.
+    ``hr,speed``), in its canonical spelling; ValueError naming the choices otherwise."""
+    wanted = {p.strip().lower() for p in str(name).split(",") if p.strip()}
+    for key, signals in INPUT_SETS.items():
+        if wanted == {c.lower() for c in signals}:
+            return key
+    raise ValueError(f"unknown input set {name!r}; choose from {', '.join(INPUT_SETS)}")
+
+
+def with_input_set(x: np.ndarray, input_set: str) -> np.ndarray:
+    """Raw windows (N, C, T) as a wearable with ``input_set`` would give them: a copy in
+    which every optional signal outside the set holds ABSENT_FILL and its presence
+    channel 0. Raises ValueError if a window lacks a signal the set needs."""
+    signals = INPUT_SETS[check_input_set(input_set)]
+    x = np.array(x, dtype=np.float32, copy=True)
+    for sig, flag in OPTIONAL.items():
+        c, f = CHANNELS.index(sig), CHANNELS.index(flag)
+        if sig in signals:
+            if len(x) and not (x[:, f] > 0.5).all():
+                n = int((~(x[:, f, 0] > 0.5)).sum())
+                raise ValueError(f"input set {input_set}: {n} window(s) have no {sig}")
+            continue
+        x[:, c] = ABSENT_FILL[sig]
+        x[:, f] = 0.0
+    return x
+
+
+def mixed_input_sets(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Raw windows (N, C, T) each seen with an input set drawn uniformly (seeded; a window
+    keeps a signal only if it has it): e.g. int8 calibration windows that cover every set."""
+    drawn = np.random.default_rng(seed).integers(0, len(INPUT_SETS), len(x))
+    out = np.array(x, dtype=np.float32, copy=True)
+    for i, name in enumerate(INPUT_SETS):
+        sel = drawn == i
+        for sig, flag in OPTIONAL.items():
+            if sig not in INPUT_SETS[name]:
+                out[sel, CHANNELS.index(sig)] = ABSENT_FILL[sig]
+                out[sel, CHANNELS.index(flag)] = 0.0
+    return out
+
+
+def input_sets_of(x: np.ndarray) -> np.ndarray:
+    """The input set (name) of each raw window (N, C, T), read from its presence channels."""
+    rr = x[:, CHANNELS.index("RR_present"), 0] > 0.5
+    ve = x[:, CHANNELS.index("VE_present"), 0] > 0.5
+    # make_windows never gives VE without RR (there is no speed,hr,ve set)
+    return np.where(ve & rr, "speed,hr,rr,ve",
+                    np.where(rr, "speed,hr,rr", "speed,hr")).astype(object)
+
+
 def window_starts(n_seconds: int, window_s: int = WINDOW_S, stride_s: int = STRIDE_S) -> np.ndarray:
     """Start indices of all windows of ``window_s`` samples with ``stride_s`` stride."""
     if n_seconds < window_s:
@@ -105,7 +172,7 @@ def window_starts(n_seconds: int, window_s: int = WINDOW_S, stride_s: int = STRI
 class Windows:
     """Windows of one or more tests.
 
-    x: (N, 8, window_s) inputs in raw units (CHANNELS order); vo2: (N,) window mean VO2
+    x: (N, 10, window_s) inputs in raw units (CHANNELS order); vo2: (N,) window mean VO2
     (mL/min, NaN without labels); id_test, person: (N,) identifiers; t_start, t_end: (N,)
     seconds in each test's own time base. ``tests`` has one row per test with ID_test, ID,
     Weight (kg) and vo2max (mL/min, highest 30 s mean of 1 Hz VO2).
@@ -138,16 +205,29 @@ def make_windows(
     with_labels: bool = True,
     window_s: int = WINDOW_S,
     stride_s: int = STRIDE_S,
+    input_set: str | None = None,
 ) -> Windows:
     """Clean, resample to 1 Hz and window every test of a dataset.
 
-    With labels, rows missing VO2, VCO2, VE or HR are dropped and windows carry VO2 targets;
-    without, only HR and VE are required. Windows that touch a gap are dropped (counted).
+    With labels, rows missing VO2, VCO2 or HR are dropped and windows carry VO2 targets;
+    without, only HR is required. RR and VE are optional per test: a test with no value
+    of one (the column absent or empty: a watch) gets it as absent (ABSENT_FILL, presence
+    channel 0); a test that has VE drops the rows missing it (RR is interpolated over the
+    rows missing it, as the other inputs are). VE without RR is used as
+    absent too (there is no speed,hr,ve input set; said in the report). ``input_set``: the
+    optional signals outside that set are treated as absent from every test. Windows that
+    touch a gap are dropped (counted).
     """
     report = dataset.report
-    required = ("VO2", "VCO2", "VE", "HR") if with_labels else ("HR", "VE")
+    base = ("VO2", "VCO2", "HR") if with_labels else ("HR",)
     source = Path(dataset.source["path"]) / MEASURE_FILE if "path" in dataset.source else None
-    clean = clean_measures(dataset.measures, report, required, source=source)
+    measures = dataset.measures
+    if input_set is not None:
+        measures = measures.copy()
+        for sig in OPTIONAL:
+            if sig not in INPUT_SETS[check_input_set(input_set)]:
+                measures[sig] = np.nan
+    clean = _clean_by_input_set(measures, report, base, source)
     subjects = dataset.subjects.set_index("ID_test")
     xs, vo2s, vo2maxs, ids, persons, t0s = [], [], [], [], [], []
     test_rows = []
@@ -169,8 +249,13 @@ def make_windows(
             short_tests.append(id_test)
             continue
         hz["Speed"] = smooth_speed(hz["Speed"].to_numpy())
+        present = {sig: bool(test[sig].notna().any()) for sig in OPTIONAL}
+        for sig in OPTIONAL:
+            if not present[sig]:
+                hz[sig] = ABSENT_FILL[sig]
         dyn = np.stack([hz[c].to_numpy() for c in DYNAMIC])  # (4, T)
-        static = np.array([s["Age"], s["Weight"], s["Height"], s["Sex"]], dtype=float)
+        static = np.array([s["Age"], s["Weight"], s["Height"], s["Sex"]]
+                          + [float(present[sig]) for sig in OPTIONAL], dtype=float)
         test_rows.append({"ID_test": id_test, "ID": s["ID"], "Weight": float(s["Weight"]),
                           "vo2max": vo2max})
         for a in starts:
@@ -194,6 +279,7 @@ def make_windows(
                f"cleaning were skipped: {', '.join(map(str, short_tests[:5]))}"
                f"{' ...' if len(short_tests) > 5 else ''}")
     if not xs:
+        required = base + (("VE",) if dataset.measures["VE"].notna().any() else ())
         reason = _why_no_windows(dataset, clean, required, n_gap_windows, window_s)
         report.emit()  # the warnings explain the error: show them before it
         raise DataError(f"{where}no usable windows: {reason}")
@@ -208,6 +294,33 @@ def make_windows(
         t_end=t_start + window_s,
         tests=pd.DataFrame(test_rows),
     )
+
+
+def _clean_by_input_set(measures: pd.DataFrame, report: DataReport, base: tuple[str, ...],
+                        source: Path | None) -> pd.DataFrame:
+    """Clean the tests with VE requiring ``base`` and VE, the others requiring ``base``; a
+    test's absent signals are left empty (NaN)."""
+    m = measures.copy()
+    has = {sig: m[sig].notna().groupby(m["ID_test"]).transform("any") for sig in OPTIONAL}
+    ve_alone = has["VE"] & ~has["RR"]
+    if ve_alone.any():
+        tests = sorted(m.loc[ve_alone, "ID_test"].astype(str).unique())
+        report.add("tests_ve_without_rr", len(tests),
+                   f"{source or 'data'}: {len(tests)} test(s) have VE but no RR "
+                   f"({', '.join(tests[:5])}{' ...' if len(tests) > 5 else ''}): VE is used "
+                   "only with RR (input sets: " + ", ".join(INPUT_SETS) + "); predicted "
+                   "from speed and heart rate")
+        m.loc[ve_alone, "VE"] = np.nan
+        has["VE"] = has["VE"] & ~ve_alone
+    parts = []
+    for ve in (True, False):  # RR is never required: a missing breath's RR is interpolated
+        group = m[has["VE"] == ve]
+        if len(group):
+            required = base + (("VE",) if ve else ())
+            parts.append(clean_measures(group, report, required, source=source))
+    if not parts:
+        return clean_measures(m, report, base, source=source)
+    return pd.concat(parts, ignore_index=True).sort_values(["ID_test", "time"], kind="stable")
 
 
 def _why_no_windows(dataset: Dataset, clean: pd.DataFrame, required: tuple[str, ...],
@@ -253,9 +366,11 @@ def _worst_column(m: pd.DataFrame, required: tuple[str, ...]) -> str:
     return ", ".join(parts)
 
 
-def prepare_windows(data_dir: Path, with_labels: bool = True) -> tuple[Dataset, Windows]:
-    """Load, validate, clean and window a data directory; log the data report once."""
+def prepare_windows(data_dir: Path, with_labels: bool = True,
+                    input_set: str | None = None) -> tuple[Dataset, Windows]:
+    """Load, validate, clean and window a data directory (``input_set``: see
+    :func:`make_windows`); log the data report once."""
     dataset = load_dataset(Path(data_dir), require_labels=with_labels)
-    windows = make_windows(dataset, with_labels=with_labels)
+    windows = make_windows(dataset, with_labels=with_labels, input_set=input_set)
     dataset.report.emit()
     return dataset, windows

@@ -43,7 +43,8 @@ from vo2spike.predictions import WindowPredictions
 log = logging.getLogger("vo2spike")
 
 UNITS = {"Speed": "km/h", "HR": "bpm", "RR": "breaths/min", "VE": "L/min", "Age": "years",
-         "Weight": "kg", "Height": "cm", "Sex": "0 male / 1 female", "VO2": "mL/min"}
+         "Weight": "kg", "Height": "cm", "Sex": "0 male / 1 female", "VO2": "mL/min",
+         "RR_present": "1 measured / 0 absent", "VE_present": "1 measured / 0 absent"}
 #: How the person controls act, shown on the page.
 PERSON_NOTE = {
     "simulated": "Simulated workouts are simulated again for a person of this age, weight, "

@@ -1,13 +1,20 @@
 """Bring-your-own-test: a recording dropped on the page, read with the CLI's own code.
 
-Two kinds of upload (multipart/form-data):
+Three kinds of upload (multipart/form-data):
 
 - ``kind=physionet``: files ``subject_info`` and ``test_measure`` (the PhysioNet-format
   pair), read by :func:`vo2spike.data.read.load_dataset` as ``vo2spike predict`` /
   ``evaluate`` read a data directory;
 - ``kind=k5``: file ``k5`` (a COSMED K5 CSV export) with fields ``age``, ``weight``,
   ``height``, ``sex``, converted by :func:`vo2spike.data.k5.convert_k5` as
-  ``vo2spike convert --from k5`` does, then read the same way.
+  ``vo2spike convert --from k5`` does, then read the same way;
+- ``kind=fit``: file ``fit`` (a Garmin FIT activity file from a watch) with optional fields
+  ``age``, ``weight``, ``height``, ``sex``: used where the file has no user_profile value,
+  and replacing the file's values when given, as ``vo2spike convert --from fit`` does
+  (:func:`vo2spike.data.fit.convert_fit`), then read the same way.
+
+Each test of the answer carries the ``input_set`` it was predicted from (``speed,hr`` for
+a watch, ``speed,hr,rr`` with a breathing-rate estimate, ``speed,hr,rr,ve`` for the lab).
 
 Files are written only inside a :class:`tempfile.TemporaryDirectory` under fixed names
 (never the client's file names), removed when the request ends. ``DataError`` messages are
@@ -24,15 +31,28 @@ from pathlib import Path
 
 import numpy as np
 
+from vo2spike.data.fit import SEX_CODES, convert_fit, read_fit
 from vo2spike.data.k5 import convert_k5
-from vo2spike.data.read import MEASURE_FILE, SUBJECT_FILE, DataError, load_dataset
-from vo2spike.data.windows import make_windows
+from vo2spike.data.read import (
+    MEASURE_FILE,
+    SUBJECT_FILE,
+    SUBJECT_RANGES,
+    DataError,
+    DataReport,
+    load_dataset,
+)
+from vo2spike.data.windows import input_sets_of, make_windows
 from vo2spike.demo.workouts import ParamError, Person, parse_person
 from vo2spike.inference import predict_windows
 from vo2spike.metrics import per_test_vo2max, regression_metrics
 
 #: Largest accepted request body (bytes).
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+#: The fixed name an uploaded FIT file is written under (its stem is the test's ID).
+FIT_FILE = "activity.fit"
+#: The person fields of a FIT upload -> :func:`convert_fit`'s keyword and SUBJECT_RANGES column.
+FIT_PERSON = {"age": ("age", "Age"), "weight": ("weight_kg", "Weight"),
+              "height": ("height_cm", "Height")}
 
 
 @dataclass
@@ -97,6 +117,7 @@ def predict_upload(content_type: str, body: bytes, model, norm) -> dict:
         tmp = Path(tmp_name)
         data_dir = tmp / "data"
         names: dict[Path, str] = {}
+        converted: list[str] = []  # the converter's own artefact warnings (pauses, GPS)
         if kind == "physionet":
             data_dir.mkdir()
             for field, fixed in [("subject_info", SUBJECT_FILE), ("test_measure", MEASURE_FILE)]:
@@ -122,8 +143,20 @@ def predict_upload(content_type: str, body: bytes, model, norm) -> dict:
                                 "0 or missing): the model needs heart rate")
             names[data_dir / SUBJECT_FILE] = "the typed age/weight/height/sex"
             names[data_dir / MEASURE_FILE] = f"{names[k5_path]} (converted)"
+        elif kind == "fit":
+            part = _file(parts, "fit", "FIT activity")
+            given = _fit_person(parts)
+            fit_path = tmp / FIT_FILE
+            fit_path.write_bytes(part.data)
+            names[fit_path] = _display_name(part, "FIT file")
+            try:
+                converted = convert_fit([fit_path], data_dir, **given)["warnings"]
+            except DataError as e:
+                raise _fit_error(e, fit_path, given, tmp, names) from None
+            names[data_dir / SUBJECT_FILE] = f"{names[fit_path]} (person)"
+            names[data_dir / MEASURE_FILE] = f"{names[fit_path]} (converted)"
         else:
-            raise ParamError(f"kind: {kind!r} is not an upload kind (physionet or k5)")
+            raise ParamError(f"kind: {kind!r} is not an upload kind (physionet, k5 or fit)")
         try:
             dataset = load_dataset(data_dir, require_labels=False)
             labels = bool(dataset.measures["VO2"].notna().any()
@@ -131,9 +164,10 @@ def predict_upload(content_type: str, body: bytes, model, norm) -> dict:
             windows = make_windows(dataset, with_labels=labels)
         except DataError as e:
             raise DataError(_scrub(str(e), tmp, names)) from None
-        warnings = [_scrub(w, tmp, names) for w in dataset.report.warnings]
+        warnings = [_scrub(w, tmp, names) for w in converted + dataset.report.warnings]
     pred = predict_windows(model, norm, windows.x)
     per_test = per_test_vo2max(windows.id_test, pred.vo2max)
+    input_sets = input_sets_of(windows.x)
     tests = []
     for row in windows.tests.itertuples(index=False):
         m = windows.id_test == row.ID_test
@@ -144,6 +178,8 @@ def predict_upload(content_type: str, body: bytes, model, norm) -> dict:
             "vo2_pred": _rounded(pred.vo2[m]), "vo2_measured": _rounded(windows.vo2[m]),
             "vo2max_pred": round(est, 1), "vo2max_pred_ml_kg_min": round(est / row.Weight, 2),
             "vo2max_measured": _num(row.vo2max), "metrics": None,
+            # one set per test: make_windows decides RR/VE presence test by test
+            "input_set": str(input_sets[m][0]),
         }
         if labels and m.sum() >= 2:
             entry["metrics"] = _metrics(windows.vo2[m], pred.vo2[m])
@@ -161,6 +197,59 @@ def _person(parts: dict[str, Part]) -> Person:
         raise ParamError(f"a K5 export needs the person's {', '.join(missing)} "
                          "(age years, weight kg, height cm, sex 0 = male / 1 = female)")
     return parse_person(values, Person(30.0, 70.0, 175.0, 0))
+
+
+def _fit_person(parts: dict[str, Part]) -> dict:
+    """:func:`convert_fit`'s person keywords from the optional typed fields (None where the
+    field is empty: the watch file's user_profile gives it); ParamError names a bad field."""
+    typed = {k: v for k in ("age", "weight", "height", "sex") if (v := _text(parts, k))}
+    sex = typed.pop("sex", None)
+    person = parse_person(typed, Person(30.0, 70.0, 175.0, 0))  # checks the typed numbers
+    out: dict = {key: (getattr(person, field) if field in typed else None)
+                 for field, (key, _) in FIT_PERSON.items()}
+    out["sex"] = None
+    if sex is not None:
+        if sex.lower() not in SEX_CODES:
+            raise ParamError(f"sex: {sex!r} is not a sex (use 0 = male, 1 = female)")
+        out["sex"] = SEX_CODES[sex.lower()]
+    return out
+
+
+def _fit_error(error: DataError, path: Path, given: dict, tmp: Path,
+               names: dict[Path, str]) -> Exception:
+    """The error to show for a FIT upload that :func:`convert_fit` refused, worded for the
+    page: a skipped file (no heart rate, cycling, ...) with the reason; a missing or
+    implausible user_profile value as the field(s) to type; else the converter's message
+    with the temporary paths scrubbed."""
+    shown = names[path]
+    try:
+        act = read_fit(path, DataReport())
+    except DataError:  # broken file: the converter's message says where decoding stopped
+        return DataError(_scrub(str(error), tmp, names))
+    if act.skip:
+        need = "" if "the model needs" in act.skip else (
+            ": the model needs an on-foot activity (running or walking) with heart rate and "
+            "speed")
+        return DataError(f"{shown}: this watch file cannot be used: {act.skip}{need}")
+    typed = {"age": given["age"], "weight": given["weight_kg"], "height": given["height_cm"],
+             "sex": given["sex"]}
+    column = {field: col for field, (_, col) in FIT_PERSON.items()} | {"sex": "Sex"}
+    missing = [f for f, v in typed.items() if v is None and column[f] not in act.person]
+    if missing:
+        listed = (", ".join(missing[:-1]) + " and " + missing[-1] if len(missing) > 1
+                  else missing[0])
+        where = ("has no user profile (no user_profile message)" if not act.person else
+                 f"has a user profile without the person's {listed}")
+        return ParamError(f"{shown}: the watch file {where}; type the person's {listed} "
+                          "in the form")
+    for field, (_, col) in FIT_PERSON.items():
+        lo, hi = SUBJECT_RANGES[col]
+        v = act.person.get(col)
+        if typed[field] is None and v is not None and not lo <= v <= hi:
+            return ParamError(f"{shown}: the watch file's user profile gives {field} {v:g}, "
+                              f"outside the plausible range {lo:g}..{hi:g}: type the "
+                              f"person's {field}")
+    return DataError(_scrub(str(error), tmp, names))
 
 
 def _num(v: float) -> float | None:

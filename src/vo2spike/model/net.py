@@ -19,7 +19,7 @@ from vo2spike.model.tcn import TCN
 class ModelConfig:
     """Architecture hyper-parameters."""
 
-    n_inputs: int = 8
+    n_inputs: int = 10  # len(vo2spike.data.windows.CHANNELS): 8 signals + 2 presence flags
     channels: int = 32
     kernel_size: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8)

@@ -10,15 +10,29 @@
   const canvas = document.getElementById("upload-canvas");
   const testSelect = document.getElementById("upload-test");
   let result = null;
+  // What each input set (the signals the model was given; age, weight, height and sex are
+  // in every one) means, as the page says it.
+  const INPUT_SETS = {
+    "speed,hr": "speed, heart rate (a watch)",
+    "speed,hr,rr": "speed, heart rate, breathing rate (a watch with a breathing-rate estimate)",
+    "speed,hr,rr,ve": "speed, heart rate, breathing rate, ventilation (the lab: a mask)",
+  };
+  // The file inputs of each kind: [form field, input id, what to ask for].
+  const FILES = {
+    physionet: [["subject_info", "file-subject", "subject-info.csv"], ["test_measure", "file-measure", "test_measure.csv"]],
+    k5: [["k5", "file-k5", "a COSMED K5 export"]],
+    fit: [["fit", "file-fit", "a FIT activity file"]],
+  };
 
   function kind() {
     return form.querySelector("input[name=kind]:checked").value;
   }
 
   function showKind() {
-    const k5 = kind() === "k5";
-    form.querySelector(".k5-only").hidden = !k5;
-    form.querySelector(".pn-only").hidden = k5;
+    const k = kind();
+    form.querySelector(".k5-only").hidden = k !== "k5";
+    form.querySelector(".fit-only").hidden = k !== "fit";
+    form.querySelector(".pn-only").hidden = k !== "physionet";
   }
 
   function showError(message) {
@@ -42,9 +56,14 @@
     e.preventDefault();
     zone.classList.remove("over");
     const files = [...e.dataTransfer.files];
-    if (kind() === "k5") {
-      if (files[0]) setFile(document.getElementById("file-k5"), files[0]);
-      zone.textContent = files[0] ? `K5 export: ${files[0].name}` : zone.textContent;
+    if (files[0] && /\.fit$/i.test(files[0].name) && kind() !== "fit") {
+      form.querySelector("input[name=kind][value=fit]").checked = true;  // a watch file
+      showKind();
+    }
+    if (kind() === "k5" || kind() === "fit") {
+      if (files[0]) setFile(document.getElementById(`file-${kind()}`), files[0]);
+      const what = kind() === "k5" ? "K5 export" : "FIT activity file";
+      zone.textContent = files[0] ? `${what}: ${files[0].name}` : zone.textContent;
       return;
     }
     const names = [];
@@ -63,11 +82,8 @@
     errorBox.hidden = true;
     const body = new FormData();
     body.set("kind", kind());
-    const files = kind() === "k5"
-      ? [["k5", "file-k5", "a COSMED K5 export"]]
-      : [["subject_info", "file-subject", "subject-info.csv"], ["test_measure", "file-measure", "test_measure.csv"]];
     let total = 0;
-    for (const [name, id, what] of files) {
+    for (const [name, id, what] of FILES[kind()]) {
       const f = document.getElementById(id).files[0];
       if (!f) { showError(`Choose ${what} first.`); return; }
       total += f.size;
@@ -82,6 +98,12 @@
         const input = document.getElementById(`k5-${k}`);
         if (input.value === "") { showError(`Type the person's ${k} for a K5 export.`); input.focus(); return; }
         body.set(k, input.value);
+      }
+    }
+    if (kind() === "fit") {  // optional: the watch file's user profile gives the rest
+      for (const k of ["age", "weight", "height", "sex"]) {
+        const input = document.getElementById(`fit-${k}`);
+        if (input.value !== "") body.set(k, input.value);
       }
     }
     document.body.dataset.upload = "busy";
@@ -126,13 +148,24 @@
     const summary = document.getElementById("upload-summary");
     const parts = [`${t.id_test}: ${t.vo2_pred.length} windows.`];
     if (m) parts.push(`Window VO2: R² ${VO2.fmt(m.r2, 3)}, RMSE ${VO2.int(m.rmse)} mL/min.`);
-    else if (!result.labels) parts.push("The recording has no VO2 column: predictions only, no R² or RMSE.");
+    else if (!result.labels) {
+      parts.push(result.kind === "fit"
+        ? "A watch measures no VO2: predictions only, no R² or RMSE."
+        : "The recording has no VO2 column: predictions only, no R² or RMSE.");
+    }
     parts.push(`VO2max estimate ${VO2.int(t.vo2max_pred)} mL/min (${VO2.fmt(t.vo2max_pred_ml_kg_min, 1)} mL/kg/min)` +
       (t.vo2max_measured ? `; highest 30 s VO2 measured ${VO2.int(t.vo2max_measured)} mL/min.` : "."));
     if (result.tests.length > 1 && result.overall) {
       parts.push(`All ${result.n_windows} windows: R² ${VO2.fmt(result.overall.r2, 3)}, RMSE ${VO2.int(result.overall.rmse)} mL/min.`);
     }
     summary.textContent = parts.join(" ");
+    const inputs = document.getElementById("upload-inputs");
+    inputs.dataset.inputSet = t.input_set || "";
+    inputs.textContent = "";
+    const head = document.createElement("strong");
+    head.textContent = "Inputs: ";
+    inputs.append(head, INPUT_SETS[t.input_set] || t.input_set || "unknown",
+      " + the person's age, weight, height and sex.");
     summary.dataset.r2 = m ? String(m.r2) : "";
     summary.dataset.rmse = m ? String(m.rmse) : "";
     plot(t);
@@ -189,8 +222,9 @@
       ctx.fillStyle = "#e06c00";
       ctx.beginPath(); ctx.arc(sx(x), sy(t.vo2_pred[j]), 3, 0, 2 * Math.PI); ctx.fill();
     });
+    const measured = t.vo2_measured.some((v) => v !== null);  // a watch measures no VO2
     VO2.legend(ctx, [
-      { label: "measured (window mean)", color: "#4a4f57", kind: "ring" },
+      ...(measured ? [{ label: "measured (window mean)", color: "#4a4f57", kind: "ring" }] : []),
       { label: "predicted by the model", color: "#e06c00", kind: "dot" },
     ], 8, h - legendH + 2, w - 16, f - 1);
   }

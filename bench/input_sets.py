@@ -1,0 +1,135 @@
+"""Benchmark: one network for every input set (channel dropout) against one network per set.
+
+The shipped model (``vo2spike run``) is one spiking network trained with channel dropout
+(``TrainConfig.input_set_weights``): it serves speed,hr / speed,hr,rr / speed,hr,rr,ve at
+once. The alternative is a specialist per input set, trained and fine-tuned on that set's
+signals only. This trains the specialists on the same SIMULATED cohort, split, seed and
+recipe (spiking model only) and compares, per input set: VO2 R² / RMSE and VO2max MAPE on
+the SIMULATED person-disjoint test split, and the same on the REAL Yo-Yo recordings held
+out by person (each fold fine-tuned on the other people, as ``vo2spike.crossval``). The
+dropout model's figures are computed here the same way from its simulation-only weights
+(``sim_only.safetensors`` of ``--model``). Writes bench/results/input_sets.{json,md}.
+About 3 minutes per specialist on 2 cores.
+
+    .venv/bin/python bench/input_sets.py [--model models/default] [--sets speed,hr ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vo2spike.config import FineTuneConfig, Normalizer
+from vo2spike.data.split import split_masks
+from vo2spike.data.windows import (
+    FULL_INPUT_SET,
+    INPUT_SETS,
+    Windows,
+    prepare_windows,
+    with_input_set,
+)
+from vo2spike.inference import load_model, predict_windows
+from vo2spike.metrics import regression_metrics, score
+from vo2spike.model.net import VO2Net
+from vo2spike.pipeline import REPO, RunOptions, resolve_real, resolve_training_data
+from vo2spike.threads import fix_threads
+from vo2spike.train import fine_tune, fit
+from vo2spike.vo2max import mape
+
+FULL_ONLY = {name: float(name == FULL_INPUT_SET) for name in INPUT_SETS}
+
+
+def as_set(w: Windows, name: str) -> Windows:
+    """Windows as a wearable with input set ``name`` gives them."""
+    return dataclasses.replace(w, x=with_input_set(w.x, name))
+
+
+def sim_metrics(model: VO2Net, norm: Normalizer, test: Windows) -> dict:
+    p = predict_windows(model, norm, test.x)
+    m, _ = score(test, p.vo2, p.vo2max)
+    return {"vo2_r2": m["vo2_ml_min"]["r2"], "vo2_rmse": m["vo2_ml_min"]["rmse"],
+            "vo2max_mape": m["vo2max_ml_min"]["mape"]}
+
+
+def real_lopo(model: VO2Net, norm: Normalizer, real: Windows, sim_train: Windows,
+              seed: int) -> dict:
+    """Leave-one-person-out (the crossval recipe, full-input fine-tuning weights: the
+    windows given are already of one input set)."""
+    cfg = FineTuneConfig(input_set_weights=FULL_ONLY)
+    person = np.array([str(p) for p in real.person])
+    vo2, vmax = np.zeros(len(real)), np.zeros(len(real))
+    for held in sorted(set(person)):
+        test = person == held
+        torch.manual_seed(seed)
+        tuned = fine_tune(model, real.subset(~test), sim_train, norm, cfg, seed)
+        p = predict_windows(tuned, norm, real.x[test])
+        vo2[test], vmax[test] = p.vo2, p.vo2max
+    tests = real.tests.set_index("ID_test").sort_index()
+    est = pd.Series(vmax).groupby(real.id_test).mean()  # the head: mean of window estimates
+    m = regression_metrics(real.vo2, vo2)
+    return {"vo2_r2": m["r2"], "vo2_rmse": m["rmse"], "vo2max_mape": mape(tests["vo2max"], est)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=REPO / "models" / "default")
+    ap.add_argument("--sets", nargs="+", default=[n for n in INPUT_SETS if n != FULL_INPUT_SET])
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    args = ap.parse_args()
+    fix_threads()
+    t0 = time.time()
+    dropout, norm, config = load_model(args.model, sim_only=True)
+    opts = RunOptions(seed=config.seed)
+    _, sim = prepare_windows(resolve_training_data(opts, print))
+    real_dir = resolve_real(opts, print)
+    _, real = prepare_windows(real_dir)
+    masks = split_masks(sim.person, config.split)
+    train, val, test = (sim.subset(masks[k]) for k in ("train", "val", "test"))
+    rows = {}
+    for name in args.sets:
+        print(f"input set {name}: dropout model, then a specialist", flush=True)
+        row = {"dropout": {"sim": sim_metrics(dropout, norm, as_set(test, name)),
+                           "real": real_lopo(dropout, norm, as_set(real, name), train,
+                                             config.seed)}}
+        torch.manual_seed(config.seed)
+        special = VO2Net(config.model)
+        cfg = dataclasses.replace(config.train, input_set_weights=FULL_ONLY)
+        t1 = time.time()
+        fit(special, as_set(train, name), as_set(val, name), norm, cfg,
+            args.out / f"input_sets-{name.replace(',', '_')}.ckpt", name, config.seed)
+        (args.out / f"input_sets-{name.replace(',', '_')}.ckpt").unlink(missing_ok=True)
+        row["specialist"] = {"sim": sim_metrics(special, norm, as_set(test, name)),
+                             "real": real_lopo(special, norm, as_set(real, name),
+                                               as_set(train, name), config.seed),
+                             "train_seconds": round(time.time() - t1, 1)}
+        rows[name] = row
+    result = {"model": str(args.model), "seed": config.seed, "sets": rows,
+              "data": {"simulated": str(config.data.get("path")), "real": str(real_dir)},
+              "seconds": round(time.time() - t0, 1)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "input_sets.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["| inputs | network | SIMULATED VO2 R² | RMSE (mL/min) | VO2max MAPE | "
+             "REAL held-out VO2 R² | RMSE (mL/min) | VO2max MAPE |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        for kind in ("dropout", "specialist"):
+            s, r = row[kind]["sim"], row[kind]["real"]
+            lines.append(f"| {name} | {kind} | {s['vo2_r2']:.3f} | {s['vo2_rmse']:.0f} | "
+                         f"{s['vo2max_mape']:.1f}% | {r['vo2_r2']:.3f} | {r['vo2_rmse']:.0f} | "
+                         f"{r['vo2max_mape']:.1f}% |")
+    (args.out / "input_sets.md").write_text(
+        "# One network with channel dropout vs one per input set\n\n"
+        f"`bench/input_sets.py --model {args.model}` (seed {config.seed}; spiking models; "
+        "VO2max: the head)\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
