@@ -84,6 +84,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = ap.parse_args()
     fix_threads()
+    args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     dropout, norm, config = load_model(args.model, sim_only=True)
     opts = RunOptions(seed=config.seed)
@@ -113,7 +114,6 @@ def main() -> None:
     result = {"model": str(args.model), "seed": config.seed, "sets": rows,
               "data": {"simulated": str(config.data.get("path")), "real": str(real_dir)},
               "seconds": round(time.time() - t0, 1)}
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "input_sets.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["| inputs | network | SIMULATED VO2 R² | RMSE (mL/min) | VO2max MAPE | "
              "REAL held-out VO2 R² | RMSE (mL/min) | VO2max MAPE |",
