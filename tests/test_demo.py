@@ -33,7 +33,7 @@ from vo2spike.demo import compression
 from vo2spike.demo.app import DemoApp
 from vo2spike.demo.server import DemoServer, static_files
 from vo2spike.demo.trace import trace_model
-from vo2spike.demo.upload import MAX_UPLOAD_BYTES
+from vo2spike.demo.upload import MAX_UPLOAD_BYTES, predict_upload
 from vo2spike.demo.workouts import SIMULATED, simulate_workout
 from vo2spike.inference import load_model, predict_windows
 from vo2spike.model.spike import LIF
@@ -591,3 +591,32 @@ def test_upload_physionet_tests_carry_their_input_set(server, small_cohort):
         "test_measure": ("test_measure.csv", (small_cohort / MEASURE_FILE).read_bytes())})
     assert status == 200, data
     assert {t["input_set"] for t in data["tests"]} == {"speed,hr,rr,ve"}  # the lab's mask
+
+
+def test_upload_vo2max_and_interval_are_those_of_predict(sim_dir, tmp_path):
+    """The demo reports a test's VO2max as `vo2spike predict` writes it (the shipped
+    model's combination and conformal interval for the test's input set)."""
+    from vo2spike.inference import DEFAULT_MODEL, load_model
+    from vo2spike.predict import predict_dir
+
+    model, norm, config = load_model(DEFAULT_MODEL)
+    assert config.vo2max is not None
+    # without VO2 both read the inputs alone (with it, the demo also drops unlabelled rows)
+    watch = tmp_path / "watch"
+    watch.mkdir()
+    (watch / "subject-info.csv").write_bytes((sim_dir / "subject-info.csv").read_bytes())
+    pd.read_csv(sim_dir / "test_measure.csv").drop(columns=["VO2", "VCO2", "VE"]).to_csv(
+        watch / "test_measure.csv", index=False)
+    body, ctype = multipart({"kind": "physionet"}, {
+        "subject_info": ("s.csv", (watch / "subject-info.csv").read_bytes()),
+        "test_measure": ("m.csv", (watch / "test_measure.csv").read_bytes())})
+    got = predict_upload(ctype, body, model, norm, config.vo2max)
+    _, tests = predict_dir(watch, tmp_path / "p", model_dir=DEFAULT_MODEL)
+    assert set(tests["input_set"]) == {"speed,hr,rr"}  # whose record says: head + extrapolation
+    want = tests.set_index("ID_test")
+    for t in got["tests"]:
+        row = want.loc[t["id_test"]]
+        assert t["input_set"] == row["input_set"]
+        for key in ("vo2max_pred", "vo2max_low", "vo2max_high"):
+            assert t[key] == pytest.approx(row[key], abs=0.051)
+        assert t["vo2max_low"] < t["vo2max_pred"] < t["vo2max_high"]

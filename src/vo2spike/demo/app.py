@@ -359,7 +359,8 @@ class DemoApp:
         """Predict an uploaded recording (see :mod:`vo2spike.demo.upload`)."""
         self.require_model()
         with self._lock:
-            return predict_upload(content_type, body, self.model, self.norm)
+            return predict_upload(content_type, body, self.model, self.norm,
+                                  self.config.vo2max if self.config else None)
 
     def close(self) -> None:
         """Remove temporary copies."""

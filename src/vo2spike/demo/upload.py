@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from vo2spike.data.fit import SEX_CODES, convert_fit, read_fit
 from vo2spike.data.k5 import convert_k5
@@ -44,7 +45,8 @@ from vo2spike.data.read import (
 from vo2spike.data.windows import input_sets_of, make_windows
 from vo2spike.demo.workouts import ParamError, Person, parse_person
 from vo2spike.inference import predict_windows
-from vo2spike.metrics import per_test_vo2max, regression_metrics
+from vo2spike.metrics import regression_metrics
+from vo2spike.vo2max import vo2max_per_test
 
 #: Largest accepted request body (bytes).
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -107,10 +109,13 @@ def _scrub(message: str, tmp: Path, names: dict[Path, str]) -> str:
     return " ".join(message.split())  # parser messages may end in a newline
 
 
-def predict_upload(content_type: str, body: bytes, model, norm) -> dict:
+def predict_upload(content_type: str, body: bytes, model, norm,
+                   vo2max_record: dict | None = None) -> dict:
     """Read, validate, clean and window an uploaded recording and predict it with the
     model. Returns per-test predictions against the measured VO2 (when the recording has
-    VO2), with R² and RMSE (mL/min). Raises ParamError / DataError with clear messages."""
+    VO2), with R² and RMSE (mL/min), and the VO2max with its interval as ``vo2spike
+    predict`` gives it (``vo2max_record``: the model's ``config.vo2max``). Raises
+    ParamError / DataError with clear messages."""
     parts = parse_multipart(content_type, body)
     kind = _text(parts, "kind") or "physionet"
     with tempfile.TemporaryDirectory(prefix="vo2spike-upload-") as tmp_name:
@@ -166,17 +171,21 @@ def predict_upload(content_type: str, body: bytes, model, norm) -> dict:
             raise DataError(_scrub(str(e), tmp, names)) from None
         warnings = [_scrub(w, tmp, names) for w in converted + dataset.report.warnings]
     pred = predict_windows(model, norm, windows.x)
-    per_test = per_test_vo2max(windows.id_test, pred.vo2max)
     input_sets = input_sets_of(windows.x)
+    sets = pd.Series(input_sets, index=windows.id_test).groupby(level=0).first()
+    per_test = vo2max_per_test(windows, pred.vo2, pred.vo2max, sets,
+                               vo2max_record).set_index("ID_test")
     tests = []
     for row in windows.tests.itertuples(index=False):
         m = windows.id_test == row.ID_test
-        est = float(per_test.loc[per_test["ID_test"] == row.ID_test, "vo2max_pred"].iloc[0])
+        est = float(per_test.loc[row.ID_test, "vo2max_pred"])
         entry = {
             "id_test": str(row.ID_test), "weight": float(row.Weight),
             "t_start": windows.t_start[m].tolist(), "t_end": windows.t_end[m].tolist(),
             "vo2_pred": _rounded(pred.vo2[m]), "vo2_measured": _rounded(windows.vo2[m]),
             "vo2max_pred": round(est, 1), "vo2max_pred_ml_kg_min": round(est / row.Weight, 2),
+            "vo2max_low": _num(per_test.loc[row.ID_test, "vo2max_low"]),
+            "vo2max_high": _num(per_test.loc[row.ID_test, "vo2max_high"]),
             "vo2max_measured": _num(row.vo2max), "metrics": None,
             # one set per test: make_windows decides RR/VE presence test by test
             "input_set": str(input_sets[m][0]),

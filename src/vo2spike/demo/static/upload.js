@@ -153,7 +153,9 @@
         ? "A watch measures no VO2: predictions only, no R² or RMSE."
         : "The recording has no VO2 column: predictions only, no R² or RMSE.");
     }
-    parts.push(`VO2max estimate ${VO2.int(t.vo2max_pred)} mL/min (${VO2.fmt(t.vo2max_pred_ml_kg_min, 1)} mL/kg/min)` +
+    const range = t.vo2max_low != null && t.vo2max_high != null
+      ? ` (90% interval ${VO2.int(t.vo2max_low)}–${VO2.int(t.vo2max_high)})` : "";
+    parts.push(`VO2max estimate ${VO2.int(t.vo2max_pred)} mL/min${range}, ${VO2.fmt(t.vo2max_pred_ml_kg_min, 1)} mL/kg/min` +
       (t.vo2max_measured ? `; highest 30 s VO2 measured ${VO2.int(t.vo2max_measured)} mL/min.` : "."));
     if (result.tests.length > 1 && result.overall) {
       parts.push(`All ${result.n_windows} windows: R² ${VO2.fmt(result.overall.r2, 3)}, RMSE ${VO2.int(result.overall.rmse)} mL/min.`);
