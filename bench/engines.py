@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from vo2spike.compress.int_engine import Int8Engine, IntStream, encode_inputs
-from vo2spike.compress.workflow import COMPRESSED_DIR
+from vo2spike.config import COMPRESSED_DIR
 from vo2spike.data.simulate import write_cohort
 from vo2spike.data.windows import prepare_windows
-from vo2spike.inference import load_engine
+from vo2spike.engines import load_engine
 from vo2spike.pipeline import REPO
 
 

@@ -12,7 +12,8 @@ from vo2spike.compress.prune import sparsity
 from vo2spike.compress.workflow import CompressOptions, compress_run
 from vo2spike.config import load_config
 from vo2spike.data.windows import prepare_windows
-from vo2spike.inference import load_engine, load_model
+from vo2spike.engines import load_engine
+from vo2spike.inference import load_model
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import torch
 from safetensors.numpy import load_file, save_file
 from sklearn.metrics import r2_score
 
-from vo2spike.compress import register_engines
 from vo2spike.compress.fixedpoint import quantize_multiplier, quantize_weights, rq
 from vo2spike.compress.fold import fold_tcn, folded_tcn_forward
 from vo2spike.compress.int_engine import (
@@ -28,6 +27,7 @@ from vo2spike.compress.quantize import quantize_model
 from vo2spike.config import RunDirError
 from vo2spike.data.k5 import convert_yoyo
 from vo2spike.data.windows import prepare_windows
+from vo2spike.engines import load_engine
 from vo2spike.inference import load_model, predict_windows
 
 from .conftest import SHARED, needs_shared
@@ -255,9 +255,12 @@ def test_integer_engine_imports_no_torch(int8_dir, sim_windows, tmp_path):
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
-def test_register_engines():
-    engines = register_engines({})
-    assert engines["int8"] is Int8Engine and engines["c"].__name__ == "CEngine"
+def test_engines_by_name(int8_dir):
+    assert isinstance(load_engine(int8_dir, "int8"), Int8Engine)
+    assert type(load_engine(int8_dir, "c")).__name__ == "CEngine"
+    assert type(load_engine(int8_dir, "float")).__name__ == "FloatEngine"
+    with pytest.raises(ValueError, match="unknown engine 'gpu'; choose from float, int8, c"):
+        load_engine(int8_dir, "gpu")
 
 
 # ------------------------------------------------------------------------------ streaming

@@ -326,7 +326,8 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
 def cmd_export_c(args: argparse.Namespace) -> None:
     from vo2spike.compress.export_c import describe_export, export_c
-    from vo2spike.inference import DEFAULT_MODEL, compressed_folder
+    from vo2spike.engines import compressed_folder
+    from vo2spike.inference import DEFAULT_MODEL
 
     folder = compressed_folder(args.model or DEFAULT_MODEL)
     report = export_c(folder, args.out, force=args.force, twin=args.twin)

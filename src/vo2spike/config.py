@@ -29,6 +29,8 @@ FORMAT_VERSION = 3
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 MODEL_FILE, TWIN_FILE = "model.safetensors", "twin.safetensors"
+#: Sub-folder of a run directory holding its compressed model (``vo2spike run`` writes it).
+COMPRESSED_DIR = "compressed"
 #: Weights trained on simulation alone, kept when a run is fine-tuned on real recordings.
 SIM_ONLY_FILES = {MODEL_FILE: "sim_only.safetensors", TWIN_FILE: "sim_only_twin.safetensors"}
 

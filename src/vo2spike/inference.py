@@ -1,13 +1,12 @@
 """Inference: load a run directory (typed config + checksummed weights) and predict windows.
 
-Every engine takes raw windows (N, 8, 60) in the units of ``CHANNELS`` and returns window
-VO2 and VO2max in mL/min. ``float`` is the PyTorch model; other engines (integer-only,
-compiled C) register in :data:`ENGINES`.
+The float engine takes raw windows (N, C, 60) in the units of ``CHANNELS`` and returns
+window VO2 and VO2max in mL/min; ``vo2spike.engines`` chooses between it and the integer
+engines of ``compress``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -126,41 +125,3 @@ class FloatEngine:
     def predict(self, x: np.ndarray) -> WindowPredictions:
         """Window VO2 and VO2max (mL/min) of raw windows x (N, 8, T)."""
         return predict_windows(self.model, self.norm, x)
-
-
-#: Inference engines by name: each takes a model folder and has ``predict(x)`` returning
-#: WindowPredictions for raw windows x (N, 8, T).
-ENGINES: dict[str, Callable[[Path], object]] = {"float": FloatEngine}
-
-
-#: Sub-folder of a run directory holding its compressed model (``vo2spike run`` writes it).
-COMPRESSED_DIR = "compressed"
-INTEGER_ENGINES = ("int8", "c")
-
-
-def compressed_folder(model_dir: Path) -> Path:
-    """The compressed model folder of ``model_dir``: the folder itself when it holds an int8
-    model, else its ``compressed/`` sub-folder."""
-    model_dir = Path(model_dir)
-    for folder in (model_dir, model_dir / COMPRESSED_DIR):
-        if (folder / "int8.json").is_file():
-            return folder
-    if not model_dir.is_dir():
-        raise RunDirError(f"{model_dir}: model folder not found")
-    raise RunDirError(f"{model_dir}: no compressed model (int8.json) here or in "
-                      f"{COMPRESSED_DIR}/; create one with `vo2spike compress`")
-
-
-def load_engine(run_dir: Path | None = None, engine: str = "float"):
-    """The named engine for a model folder (default: the shipped model): ``float`` runs the
-    PyTorch model; ``int8`` (NumPy) and ``c`` (compiled C) run its compressed model."""
-    if engine not in ENGINES and engine in INTEGER_ENGINES:
-        from vo2spike.compress import register_engines
-
-        register_engines(ENGINES)
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose from float, int8, c")
-    folder = Path(run_dir) if run_dir else DEFAULT_MODEL
-    if engine in INTEGER_ENGINES:
-        folder = compressed_folder(folder)
-    return ENGINES[engine](folder)

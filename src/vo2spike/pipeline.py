@@ -14,8 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vo2spike.compress.workflow import COMPRESSED_DIR, CompressOptions, compress_run
-from vo2spike.config import FineTuneConfig, TrainConfig, load_config, save_config
+from vo2spike.compress.workflow import CompressOptions, compress_run
+from vo2spike.config import (
+    COMPRESSED_DIR,
+    FineTuneConfig,
+    TrainConfig,
+    load_config,
+    save_config,
+)
 from vo2spike.crossval import crossval_run, leave_one_person_out
 from vo2spike.data.k5 import convert_yoyo
 from vo2spike.data.read import MEASURE_FILE, SUBJECT_FILE, Dataset

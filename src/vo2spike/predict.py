@@ -15,7 +15,8 @@ from vo2spike.data.windows import (
     input_sets_of,
     prepare_windows,
 )
-from vo2spike.inference import DEFAULT_MODEL, INTEGER_ENGINES, compressed_folder, load_engine
+from vo2spike.engines import engine_folder, load_engine
+from vo2spike.inference import DEFAULT_MODEL
 from vo2spike.outputs import atomic_dir, check_writable
 from vo2spike.vo2max import vo2max_per_test
 
@@ -49,8 +50,7 @@ def predict_dir(data_dir: Path, out: Path, model_dir: Path | None = None,
     paths = [data_dir, model_dir]
     check_writable(Path(out), force, kind="predictions", inputs=paths)
     predictor = load_engine(model_dir, engine)
-    folder = compressed_folder(model_dir) if engine in INTEGER_ENGINES else model_dir
-    record = load_config(folder).vo2max
+    record = load_config(engine_folder(model_dir, engine)).vo2max
     _, w = prepare_windows(data_dir, with_labels=False, input_set=forced)
     x = w.x
     if forced is not None:

@@ -84,7 +84,6 @@ from vo2spike.vo2max import vo2max_record
 log = logging.getLogger("vo2spike")
 
 #: Where ``vo2spike run`` puts the compressed model inside a run directory.
-COMPRESSED_DIR = "compressed"
 #: Test windows run on the emulated Cortex-M4 (QEMU with -icount: about 2 s each).
 QEMU_WINDOWS = 8
 #: The models compared, by id (labels in vo2spike.metrics.MODEL_LABELS).

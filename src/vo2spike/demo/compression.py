@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from vo2spike.compress.prune import DEFAULT_SPARSITY
-from vo2spike.compress.workflow import COMPRESSED_DIR
-from vo2spike.config import RunDirError, load_config
+from vo2spike.config import COMPRESSED_DIR, RunDirError, load_config
 
 ACCURACY_FILE = "compression.json"
 #: The layer drawn: the synapses into the second spiking layer ...
