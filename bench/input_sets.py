@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
 from vo2spike.config import FineTuneConfig, Normalizer
@@ -36,12 +35,14 @@ from vo2spike.data.windows import (
     with_input_set,
 )
 from vo2spike.inference import load_model, predict_windows
-from vo2spike.metrics import regression_metrics, score
+from vo2spike.metrics import score
 from vo2spike.model.net import VO2Net
 from vo2spike.pipeline import REPO, RunOptions, resolve_real, resolve_training_data
 from vo2spike.threads import fix_threads
-from vo2spike.train import fine_tune, fit
-from vo2spike.vo2max import mape
+from vo2spike.train import fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from spike_sparsity import lopo  # noqa: E402
 
 FULL_ONLY = {name: float(name == FULL_INPUT_SET) for name in INPUT_SETS}
 
@@ -60,21 +61,11 @@ def sim_metrics(model: VO2Net, norm: Normalizer, test: Windows) -> dict:
 
 def real_lopo(model: VO2Net, norm: Normalizer, real: Windows, sim_train: Windows,
               seed: int) -> dict:
-    """Leave-one-person-out (the crossval recipe, full-input fine-tuning weights: the
-    windows given are already of one input set)."""
-    cfg = FineTuneConfig(input_set_weights=FULL_ONLY)
-    person = np.array([str(p) for p in real.person])
-    vo2, vmax = np.zeros(len(real)), np.zeros(len(real))
-    for held in sorted(set(person)):
-        test = person == held
-        torch.manual_seed(seed)
-        tuned = fine_tune(model, real.subset(~test), sim_train, norm, cfg, seed)
-        p = predict_windows(tuned, norm, real.x[test])
-        vo2[test], vmax[test] = p.vo2, p.vo2max
-    tests = real.tests.set_index("ID_test").sort_index()
-    est = pd.Series(vmax).groupby(real.id_test).mean()  # the head: mean of window estimates
-    m = regression_metrics(real.vo2, vo2)
-    return {"vo2_r2": m["r2"], "vo2_rmse": m["rmse"], "vo2max_mape": mape(tests["vo2max"], est)}
+    """Leave-one-person-out (spike_sparsity.lopo: the crossval recipe), fine-tuned on every
+    signal of the windows given: they are already of one input set."""
+    r = lopo(model, norm, real, sim_train, FineTuneConfig(input_set_weights=FULL_ONLY), seed)
+    return {"vo2_r2": r["vo2"]["r2"], "vo2_rmse": r["vo2"]["rmse"],
+            "vo2max_mape": r["vo2max_mape"]}
 
 
 def main() -> None:

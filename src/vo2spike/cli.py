@@ -166,7 +166,7 @@ def cmd_convert(args: argparse.Namespace) -> None:
     fit_only = {"--person": args.person, "--age": args.age, "--weight": args.weight,
                 "--height": args.height, "--sex": args.sex}
     if args.source == "fit":
-        _convert_fit(args)
+        _print_converted(_convert_fit(args), args.out)
         return
     used = [k for k, v in fit_only.items() if v is not None]
     if used:
@@ -191,13 +191,18 @@ def cmd_convert(args: argparse.Namespace) -> None:
         if not files:
             raise DataError(f"{src}: no .csv export found")
         r = convert_k5(files, args.subjects, args.out, force=args.force)
-    print(f"wrote {len(r['written'])} session(s) to {args.out}")
+    _print_converted(r, args.out)
+
+
+def _print_converted(r: dict, out: Path) -> None:
+    print(f"wrote {len(r['written'])} session(s) to {out}")
     for test, why in r["skipped"].items():
         print(f"skipped {test}: {why}")
 
 
-def _convert_fit(args: argparse.Namespace) -> None:
-    """``convert --from fit``: FIT files (or folders of them) of one person."""
+def _convert_fit(args: argparse.Namespace) -> dict:
+    """``convert --from fit``: FIT files (or folders of them) of one person; the
+    converter's result."""
     from vo2spike.data.fit import DEFAULT_PERSON, convert_fit
 
     if args.subjects:
@@ -213,12 +218,9 @@ def _convert_fit(args: argparse.Namespace) -> None:
             raise DataError(f"{src}: no .fit file found in this folder")
         files += found
     check_writable(args.out, args.force, kind="converted", inputs=files)
-    r = convert_fit(files, args.out, person=args.person or DEFAULT_PERSON, age=args.age,
-                    weight_kg=args.weight, height_cm=args.height, sex=args.sex,
-                    force=args.force)
-    print(f"wrote {len(r['written'])} session(s) to {args.out}")
-    for test, why in r["skipped"].items():
-        print(f"skipped {test}: {why}")
+    return convert_fit(files, args.out, person=args.person or DEFAULT_PERSON, age=args.age,
+                       weight_kg=args.weight, height_cm=args.height, sex=args.sex,
+                       force=args.force)
 
 
 def cmd_crossval(args: argparse.Namespace) -> None:

@@ -52,28 +52,24 @@ def predict_dir(data_dir: Path, out: Path, model_dir: Path | None = None,
     predictor = load_engine(model_dir, engine)
     record = load_config(engine_folder(model_dir, engine)).vo2max
     _, w = prepare_windows(data_dir, with_labels=False, input_set=forced)
-    x = w.x
+    per_test = pd.Series(input_sets_of(w.x), index=w.id_test).groupby(level=0).first()
     if forced is not None:
         needed = set(INPUT_SETS[forced])
-        has = pd.Series(input_sets_of(x), index=w.id_test).groupby(level=0).first()
-        lacking = {t: sorted(needed - set(INPUT_SETS[h])) for t, h in has.items()
+        lacking = {t: sorted(needed - set(INPUT_SETS[h])) for t, h in per_test.items()
                    if not needed <= set(INPUT_SETS[h])}
         if lacking:
             tests = ", ".join(map(str, list(lacking)[:5])) + (" ..." if len(lacking) > 5 else "")
             missing = sorted({s for v in lacking.values() for s in v})
             raise DataError(f"{data_dir}: --inputs {forced} needs {', '.join(missing)}, which "
                             f"{len(lacking)} test(s) do not have: {tests}")
-    used = input_sets_of(x)
-    pred = predictor.predict(x)
+    pred = predictor.predict(w.x)
     windows = pd.DataFrame({
         "ID_test": w.id_test, "t_start": w.t_start, "t_end": w.t_end,
         "vo2_pred": np.round(pred.vo2, 1), "vo2max_pred": np.round(pred.vo2max, 1),
     })[WINDOW_COLUMNS]
-    per_test = pd.Series(used, index=w.id_test).groupby(level=0).first()
     tests = vo2max_per_test(w, pred.vo2, pred.vo2max, per_test, record).round(1)
     tests.insert(1, "input_set", tests["ID_test"].map(per_test))
     with atomic_dir(Path(out), force=force, kind="predictions", inputs=paths) as tmp:
         windows.to_csv(tmp / "windows.csv", index=False)
         tests.to_csv(tmp / "tests.csv", index=False)
     return windows, tests
-

@@ -190,20 +190,15 @@ def vo2max_per_test(w: Windows, window_vo2: np.ndarray, window_vo2max: np.ndarra
     """Per test (sorted by ID_test): ``vo2max_pred`` (mL/min: the head, the mean of its
     window estimates, combined with the HR extrapolation as ``record`` says for the test's
     input set), ``vo2max_low``, ``vo2max_high`` (its interval; empty without a record)."""
-    head = pd.DataFrame({"ID_test": w.id_test, "v": window_vo2max}).groupby(
-        "ID_test", sort=True)["v"].mean()
+    head = pd.Series(window_vo2max).groupby(w.id_test, sort=True).mean()
     ext = extrapolate_vo2max(w, window_vo2)
-    sets = (record or {}).get("input_sets", {})
-    out = pd.DataFrame({"ID_test": head.index})
-    est, lo, hi = [], [], []
-    for test in head.index:
-        r = sets.get(input_set.loc[test], {})
-        one = head.loc[[test]]
-        e = float(combine(r.get("combination", "head"), one, ext.loc[[test]]).iloc[0])
-        q = r.get("half_width")
-        a, b = interval(e, q) if q is not None and math.isfinite(q) else (np.nan, np.nan)
-        est.append(e)
-        lo.append(float(a))
-        hi.append(float(b))
-    out["vo2max_pred"], out["vo2max_low"], out["vo2max_high"] = est, lo, hi
-    return out
+    options = {c: combine(c, head, ext) for c in COMBINATIONS}
+    chosen = [(record or {}).get("input_sets", {}).get(input_set.loc[t], {})
+              for t in head.index]
+    est = np.array([options[r.get("combination", "head")].loc[t]
+                    for t, r in zip(head.index, chosen, strict=True)], dtype=float)
+    q = np.array([r.get("half_width", np.nan) for r in chosen], dtype=float)
+    q[~np.isfinite(q)] = np.nan  # no record, or too few calibration tests: no interval
+    low, high = interval(est, q)
+    return pd.DataFrame({"ID_test": head.index, "vo2max_pred": est, "vo2max_low": low,
+                         "vo2max_high": high})

@@ -120,21 +120,26 @@ def check_input_set(name: str) -> str:
     raise ValueError(f"unknown input set {name!r}; choose from {', '.join(INPUT_SETS)}")
 
 
+def _make_absent(x: np.ndarray, rows: np.ndarray | slice, signals: tuple[str, ...]) -> None:
+    """In place: the optional signals outside ``signals`` of windows ``rows`` of raw x
+    (N, C, T) hold ABSENT_FILL and their presence channel 0."""
+    for sig, flag in OPTIONAL.items():
+        if sig not in signals:
+            x[rows, CHANNELS.index(sig)] = ABSENT_FILL[sig]
+            x[rows, CHANNELS.index(flag)] = 0.0
+
+
 def with_input_set(x: np.ndarray, input_set: str) -> np.ndarray:
     """Raw windows (N, C, T) as a wearable with ``input_set`` would give them: a copy in
     which every optional signal outside the set holds ABSENT_FILL and its presence
     channel 0. Raises ValueError if a window lacks a signal the set needs."""
     signals = INPUT_SETS[check_input_set(input_set)]
-    x = np.array(x, dtype=np.float32, copy=True)
     for sig, flag in OPTIONAL.items():
-        c, f = CHANNELS.index(sig), CHANNELS.index(flag)
-        if sig in signals:
-            if len(x) and not (x[:, f] > 0.5).all():
-                n = int((~(x[:, f, 0] > 0.5)).sum())
-                raise ValueError(f"input set {input_set}: {n} window(s) have no {sig}")
-            continue
-        x[:, c] = ABSENT_FILL[sig]
-        x[:, f] = 0.0
+        lacking = int((~(x[:, CHANNELS.index(flag), 0] > 0.5)).sum()) if sig in signals else 0
+        if lacking:
+            raise ValueError(f"input set {input_set}: {lacking} window(s) have no {sig}")
+    x = np.array(x, dtype=np.float32, copy=True)
+    _make_absent(x, slice(None), signals)
     return x
 
 
@@ -143,12 +148,8 @@ def mixed_input_sets(x: np.ndarray, seed: int = 0) -> np.ndarray:
     keeps a signal only if it has it): e.g. int8 calibration windows that cover every set."""
     drawn = np.random.default_rng(seed).integers(0, len(INPUT_SETS), len(x))
     out = np.array(x, dtype=np.float32, copy=True)
-    for i, name in enumerate(INPUT_SETS):
-        sel = drawn == i
-        for sig, flag in OPTIONAL.items():
-            if sig not in INPUT_SETS[name]:
-                out[sel, CHANNELS.index(sig)] = ABSENT_FILL[sig]
-                out[sel, CHANNELS.index(flag)] = 0.0
+    for i, signals in enumerate(INPUT_SETS.values()):
+        _make_absent(out, drawn == i, signals)
     return out
 
 
@@ -223,9 +224,10 @@ def make_windows(
     source = Path(dataset.source["path"]) / MEASURE_FILE if "path" in dataset.source else None
     measures = dataset.measures
     if input_set is not None:
+        signals = INPUT_SETS[check_input_set(input_set)]
         measures = measures.copy()
         for sig in OPTIONAL:
-            if sig not in INPUT_SETS[check_input_set(input_set)]:
+            if sig not in signals:
                 measures[sig] = np.nan
     clean = _clean_by_input_set(measures, report, base, source)
     subjects = dataset.subjects.set_index("ID_test")
