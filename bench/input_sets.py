@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from vo2spike.config import FineTuneConfig, Normalizer
+from vo2spike.config import INPUT_SET_WEIGHTS, FineTuneConfig, Normalizer
+from vo2spike.crossval import leave_one_person_out, lopo_input_sets
 from vo2spike.data.split import split_masks
 from vo2spike.data.windows import (
     FULL_INPUT_SET,
@@ -68,11 +69,29 @@ def real_lopo(model: VO2Net, norm: Normalizer, real: Windows, sim_train: Windows
             "vo2max_mape": r["vo2max_mape"]}
 
 
+def fine_tune_choice(model_dir: Path, real: Windows, sim: Windows) -> dict:
+    """REAL leave-one-person-out of the run's spiking model per input set, fine-tuned on
+    every signal (the default) or with pre-training's channel dropout: VO2 R² and VO2max
+    MAPE per set (crossval's recipe and tables)."""
+    out = {}
+    for name, weights in (("every signal", FULL_ONLY), ("dropout", dict(INPUT_SET_WEIGHTS))):
+        pred = leave_one_person_out(model_dir, real, sim, FineTuneConfig(
+            input_set_weights=weights))
+        sets = lopo_input_sets(pred, real)
+        out[name] = {s: {"vo2_r2": r["models"]["spiking"]["vo2_ml_min"]["r2"],
+                         "vo2max_mape": r["models"]["spiking"]["vo2max_mape"]}
+                     for s, r in sets.items()}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=REPO / "models" / "default")
     ap.add_argument("--sets", nargs="+", default=[n for n in INPUT_SETS if n != FULL_INPUT_SET])
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    ap.add_argument("--fine-tune-only", action="store_true",
+                    help="only compare fine-tuning on every signal with fine-tuning with "
+                         "channel dropout (REAL leave-one-person-out; about 2 minutes)")
     args = ap.parse_args()
     fix_threads()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -82,6 +101,20 @@ def main() -> None:
     _, sim = prepare_windows(resolve_training_data(opts, print))
     real_dir = resolve_real(opts, print)
     _, real = prepare_windows(real_dir)
+    choice = fine_tune_choice(args.model, real, sim)
+    choice_lines = ["| fine-tuning on real | " + " | ".join(choice["dropout"]) + " |",
+                    "|---|" + "---|" * len(choice["dropout"])]
+    choice_lines += [f"| {k} | " + " | ".join(f"{v['vo2_r2']:.3f} / {v['vo2max_mape']:.1f}%"
+                                              for v in sets.values()) + " |"
+                     for k, sets in choice.items()]
+    (args.out / "input_sets_fine_tune.md").write_text(
+        "# Fine-tuning on the real recordings: every signal or channel dropout\n\n"
+        f"`bench/input_sets.py --fine-tune-only --model {args.model}`; REAL Yo-Yo "
+        "recordings, leave-one-person-out, spiking model: VO2 R² / VO2max MAPE per input "
+        "set\n\n" + "\n".join(choice_lines) + "\n")
+    print("\n".join(choice_lines), flush=True)
+    if args.fine_tune_only:
+        return
     masks = split_masks(sim.person, config.split)
     train, val, test = (sim.subset(masks[k]) for k in ("train", "val", "test"))
     rows = {}
@@ -102,7 +135,7 @@ def main() -> None:
                                                as_set(train, name), config.seed),
                              "train_seconds": round(time.time() - t1, 1)}
         rows[name] = row
-    result = {"model": str(args.model), "seed": config.seed, "sets": rows,
+    result = {"model": str(args.model), "seed": config.seed, "sets": rows, "fine_tune": choice,
               "data": {"simulated": str(config.data.get("path")), "real": str(real_dir)},
               "seconds": round(time.time() - t0, 1)}
     (args.out / "input_sets.json").write_text(json.dumps(result, indent=2) + "\n")

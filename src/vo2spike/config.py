@@ -77,9 +77,9 @@ class FineTuneConfig:
     grad_clip: float | None = 1.0  # max gradient norm per step (as in pre-training); None: off
     spike_rate_penalty: float = 2.0  # as TrainConfig.spike_rate_penalty
     # as TrainConfig.input_set_weights. Full inputs only: by leave-one-person-out on the
-    # Yo-Yo data (2026-12-07) it gave real VO2 R² 0.894 / 0.880 / 0.873 (speed,hr,rr,ve /
-    # speed,hr / speed,hr,rr) against 0.885 / 0.875 / 0.864 with pre-training's weights: the
-    # pre-trained network has learned the watch sets; fine-tuning adapts it to real people
+    # Yo-Yo data it gave real VO2 R² 0.898 / 0.868 / 0.859 (speed,hr,rr,ve / speed,hr /
+    # speed,hr,rr) against 0.893 / 0.867 / 0.853 with pre-training's weights (bench/
+    # input_sets.py --fine-tune-only): the pre-trained network has learned the watch sets
     input_set_weights: dict[str, float] = field(
         default_factory=lambda: dict(FINE_TUNE_INPUT_SET_WEIGHTS))
     # final weights = start + tuned_fraction x (fine-tuned - start); 1.0: plain fine-tuning.
