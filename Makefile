@@ -27,6 +27,7 @@ test: $(STAMP) system-deps
 # About 2 hours on 2 cores; results in bench/results/*.md and *.json.
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/engines.py
+	$(BIN)/python bench/c_engine.py
 	$(BIN)/python bench/malaga_comparison.py
 	$(BIN)/python bench/spike_sparsity.py
 	$(BIN)/python bench/prune_sparsity.py

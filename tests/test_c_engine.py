@@ -16,7 +16,7 @@ from vo2spike.compress.int_engine import (
     run_windows,
 )
 from vo2spike.compress.intmodel import load_int_model
-from vo2spike.compress.measure import zero_smallest
+from vo2spike.compress.prune import make_permanent, prune_global, with_shift_leak
 from vo2spike.compress.quantize import quantize_model
 from vo2spike.config import RunDirError
 from vo2spike.data.k5 import convert_yoyo
@@ -36,10 +36,10 @@ ARM_WINDOWS = 24
 
 @pytest.fixture(scope="module")
 def pruned(run_dir, sim_windows):
-    """The spiking model with 70% of its weights zeroed, quantised: exercises the sparse
-    (bitmap) storage."""
+    """The spiking model pruned to 70% as ``vo2spike compress`` prunes it (2 x 4 blocks in
+    the multiply-accumulate layers, the shift leak), quantised: the block-sparse storage."""
     model, norm, _ = load_model(run_dir)
-    zero_smallest(model, 0.7)
+    model = make_permanent(prune_global(with_shift_leak(model), 0.7))
     return quantize_model(model, norm, sim_windows.x[:400])
 
 
@@ -80,9 +80,11 @@ def test_storage_skips_pruned_weights(builds):
     _, c_dir, sparse = builds["pruned"]
     s = sparse["storage_bytes"]
     assert s["nonzero"] <= 0.31 * s["weights"]
-    assert s["stored"] <= s["bitmap"] < 0.5 * s["dense"] and s["bitmap"] < s["csr"]
-    assert "_MASK" in (c_dir / ec.MODEL_H).read_text()
-    assert dense["storage_bytes"]["stored"] == dense["storage_bytes"]["dense"]
+    assert s["stored"] < 0.5 * s["dense"] and s["blocks"] < s["csr"]
+    assert "B1_COL" in (c_dir / ec.MODEL_H).read_text()
+    # unpruned, the blocks cost their indices: 1 byte per 8 weights
+    d = dense["storage_bytes"]
+    assert d["dense"] < d["stored"] <= 1.13 * d["dense"]
     assert "Static buffers (bytes)" in (c_dir / ec.MODEL_H).read_text()
     assert "window state" in ec.describe_export(sparse)
 
@@ -197,3 +199,34 @@ def test_callgrind_instruction_count_is_repeatable(builds, sim_windows):
     assert first == ec.callgrind_instructions(c_dir, q) and 1e5 < first < 1e8
     e = ec.energy_estimate(first)
     assert e["ms"] > 0 and e["uJ"] > 0
+
+
+def test_profile_stages_follow_blocks_and_callers():
+    seq = (["input"] * 2 + (["taps", "+pack", "conv", "+mac", "requant"] * 1 + ["conv"]) * 2
+           + ["lif1", "+mac", "lif1 neurons", "+mac", "lif2 neurons"])
+    counts = ec.profile_stages(seq, n_blocks=2)
+    assert counts["input"] == 2 and counts["pack (taps b0)"] == 1
+    assert counts["mac (conv b1)"] == 1 and counts["conv b0"] == counts["conv b1"] == 2
+    assert counts["mac (lif1)"] == 2 and sum(counts.values()) == len(seq)
+
+
+@needs_arm
+def test_qemu_profile_adds_up_to_the_instruction_count(builds, sim_windows):
+    _, c_dir, _ = builds["pruned"]
+    q = encode_inputs(sim_windows.x[:2])
+    profile = ec.profile_qemu(c_dir, q)
+    run = ec.run_qemu(ec.build_arm(c_dir, q), icount=True)
+    total = run.ticks.mean() * ec.INSTRUCTIONS_PER_TICK
+    assert abs(sum(profile.values()) - total) < 0.02 * total
+    for stage in ("input", "mac (conv b0)", "mac (conv b3)", "mac (residual b0)", "requant b2",
+                  "mac (lif1)", "lif1 neurons", "lif2 neurons", "readout"):
+        assert profile.get(stage, 0) > 0, stage
+
+
+@needs_valgrind
+def test_callgrind_profile_adds_up_to_the_instruction_count(builds, sim_windows):
+    _, c_dir, _ = builds["pruned"]
+    q = encode_inputs(sim_windows.x[:2])
+    profile = ec.profile_callgrind(c_dir, q)
+    assert sum(profile.values()) == pytest.approx(ec.callgrind_instructions(c_dir, q))
+    assert profile["mac"] > profile["readout"] > 0

@@ -37,11 +37,14 @@ def test_compressed_folder_is_a_checked_run_directory(compressed, run_dir):
     # Pruned gradually from the run's simulation-only weights: the 40% smallest of those
     # went first and stayed zero.
     assert cfg.compression.gradual_steps == [0.4, 0.6] and report["schedule"] == [0.4, 0.6, 0.7]
-    from vo2spike.demo.compression import global_magnitude_mask, prunable_weights
+    from vo2spike.compress.prune import make_permanent, prune_global, with_shift_leak
+    from vo2spike.demo.compression import prunable_weights
 
-    first = global_magnitude_mask(prunable_weights(load_model(run_dir, sim_only=True)[0]), 0.4)
+    sim_only = with_shift_leak(load_model(run_dir, sim_only=True)[0])
+    first = prunable_weights(make_permanent(prune_global(sim_only, 0.4)))
     pruned = prunable_weights(load_model(out)[0])
-    assert all((pruned[k][~first[k]] == 0).all() for k in first)
+    assert all((pruned[k][first[k] == 0] == 0).all() for k in first)
+    assert load_model(out)[0].config.beta == 0.90625  # fine-tuned with the shift leak
     md = (out / "compression.md").read_text()
     assert md.startswith("# Compression")
     assert "schedule: 40% → 60% → 70%, masked fine-tuning after each step (up to 1, 1, 1 " \

@@ -81,7 +81,8 @@ def test_folded_tcn_equals_the_tcn_in_eval_mode(run_dir, sim_windows):
 def test_weight_quantisation_formula_and_zeros():
     w = np.array([[0.5, -0.25, 0.0, 0.1], [0.0, 0.0, 0.0, 0.0], [-2.0, 1.0, 0.0, 0.004]])
     q, s = quantize_weights(w)
-    np.testing.assert_allclose(s, [0.5 / 127, 1.0, 2.0 / 127])
+    # an all-zero (pruned) channel takes the layer's largest scale
+    np.testing.assert_allclose(s, [0.5 / 127, 2.0 / 127, 2.0 / 127])
     np.testing.assert_array_equal(q[0], [127, -64, 0, 25])  # round(0.1 / (0.5/127)) = 25
     np.testing.assert_array_equal(q[1], 0)
     np.testing.assert_array_equal(q[2], [-127, 64, 0, 0])
@@ -315,3 +316,62 @@ def real_windows(tmp_path_factory):
 def test_streaming_equals_windowed_real(int8_dir, real_windows):
     m = load_int_model(int8_dir, "int8")
     assert _check_stream(m, continuous_chunks(real_windows, 150)) >= 200
+
+
+def test_32_bit_requantisation_is_exact_within_its_bounds():
+    from vo2spike.compress.fixedpoint import INT32_MAX, MULT16_MAX, multipliers32
+
+    reals = [np.array([3e-3, 7e-4]), np.array([0.9, 0.5])]
+    bounds = [np.array([400_000, 900_000]), np.array([128, 128])]
+    (m, mr), n = multipliers32(reals, bounds)
+    assert 1 <= n <= 31 and m.max() <= MULT16_MAX
+    assert (bounds[0] * m + bounds[1] * mr + 2 ** (n - 1) <= INT32_MAX).all()
+    assert np.allclose(m / 2.0**n, reals[0], rtol=2e-3)  # still about 10 bits
+    with pytest.raises(ValueError, match="no 32-bit requantisation"):
+        multipliers32([np.array([1e6])], [np.array([1 << 30])])
+
+
+def test_shift_leak_and_int8_range():
+    from vo2spike.compress.fixedpoint import decay, leak_shifts, sat8, shift_beta
+
+    assert leak_shifts(0.9) == (4, 5) and shift_beta((4, 5)) == 0.90625
+    assert leak_shifts(0.875) == (3, 0) and leak_shifts(0.75) == (2, 0)
+    u = np.array([-17, -1, 0, 1, 17, 1 << 29])
+    floor = np.floor(u / 16).astype(np.int64) + np.floor(u / 32).astype(np.int64)
+    np.testing.assert_array_equal(decay(u, (4, 5)), u - floor)
+    np.testing.assert_array_equal(decay(u, (3, 0)), u - np.floor(u / 8).astype(np.int64))
+    np.testing.assert_array_equal(sat8(np.array([-300, -128, 127, 300])), [-128, -128, 127, 127])
+
+
+def test_quantised_stages_fit_32_bits(int8_dir):
+    """Every 32-bit requantisation of a quantised model is exact in int32 for any int8
+    input: the C engine computes it with one 32-bit multiply-accumulate."""
+    m = load_int_model(int8_dir, "int8")
+    for b in range(len(m.arch["dilations"])):
+        w = np.abs(m.t(f"block{b}.weight").astype(np.int64)).reshape(m.arch["channels"], -1)
+        y = w.sum(axis=1) * 128 + np.maximum(m.t(f"block{b}.bias"), 0)
+        mult, shift = m.mult_shift(f"block{b}")
+        rmult, rshift = m.mult_shift(f"block{b}.res")
+        assert (shift == shift[0]).all() and (rshift == shift).all()
+        if b == 0:
+            wr = np.abs(m.t("block0.res_weight").astype(np.int64))
+            r = wr.sum(axis=1) * 128 + np.abs(m.t("block0.res_bias"))
+        else:
+            r = np.full(len(y), 128)
+        assert (y * mult + r * rmult + 2 ** (shift - 1) < 2**31).all()
+    assert m.leak_shifts(1) == m.leak_shifts(2) == (4, 5)
+
+
+def test_block_layout_round_trip():
+    from vo2spike.compress.blocks import flat_columns, sparse_blocks, unflatten
+
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (32, 10, 3)).astype(np.int8)
+    w[:, :, 1] = 0
+    flat = flat_columns(w)
+    assert flat.shape == (32, 36) and (flat[:, 10:12] == 0).all()
+    np.testing.assert_array_equal(unflatten(flat, w.shape), w)
+    count, col, blocks = sparse_blocks(w)
+    assert count.tolist() == [6] * 16  # the middle tap's 3 blocks are all zero
+    assert col[:6].tolist() == [0, 1, 2, 6, 7, 8]
+    np.testing.assert_array_equal(blocks[1], flat[0:2, 4:8])

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from vo2spike.compress.blocks import block_view, flat_columns
 from vo2spike.compress.prune import (
+    MAC_SCORE_SCALE,
+    block_pruned,
     detach_masked,
     effective_weight,
     fine_tune_pruned,
+    importance_scores,
     is_masked,
     make_permanent,
     mask_zeros,
@@ -23,6 +27,7 @@ from vo2spike.compress.prune import (
     sparsity_sweep,
     sweep_plot,
     sweep_table,
+    with_shift_leak,
 )
 from vo2spike.config import FineTuneConfig, Normalizer, TrainConfig
 from vo2spike.data.split import split_by_person, split_masks
@@ -62,10 +67,22 @@ def test_global_pruning_exact_fraction_smallest_magnitudes_rest_untouched(amount
     assert sum(effective_weight(m).numel() for m, _ in prunable(pruned)) == N_PRUNABLE
     assert sparsity(pruned) == round(amount * N_PRUNABLE) / N_PRUNABLE
     assert sparsity(model) == 0.0
-    # Global L1: every pruned weight is no larger than every kept one, over all layers.
-    orig = torch.cat([m.weight.detach().abs().flatten() for m, _ in prunable(model)])
+    # Global L1 over the scores: every pruned weight scores no higher than every kept one,
+    # over all layers; a score is |w|, or MAC_SCORE_SCALE x its block's mean |w|.
+    scores = importance_scores(model)
+    orig = torch.cat([scores[(m, n)].flatten() for m, n in prunable(model)])
     gone = torch.cat([z.flatten() for z in _zeros(pruned)])
     assert orig[gone].max() <= orig[~gone].min()
+    # The multiply-accumulate layers lose whole 2 x 4 blocks (at most one block is split,
+    # where the ranking's cut falls).
+    split = 0
+    for module in block_pruned(pruned):
+        w = effective_weight(module).numpy()
+        zero = block_view(flat_columns(w == 0))
+        real = block_view(flat_columns(np.ones_like(w, dtype=bool)))  # not padding
+        mixed = (zero & real).any(axis=(2, 3)) & (~zero & real).any(axis=(2, 3))
+        split += int(mixed.sum())
+    assert split <= 1
     # Biases, BatchNorm and the kept weights are untouched.
     a, b = model.state_dict(), make_permanent(pruned).state_dict()
     assert a.keys() == b.keys()
@@ -89,7 +106,7 @@ def test_masked_fit_and_fine_tune_keep_exactly_the_pruned_weights_zero(windows):
     after = [m.weight.detach() for m, _ in prunable(pruned)]
     for keep, w0, w1 in zip(masks, before, after, strict=True):
         assert torch.equal(w1 != 0, keep)  # exactly the pruned weights are zero
-        assert not torch.equal(w0[keep], w1[keep])  # and the others were fine-tuned
+        assert not keep.any() or not torch.equal(w0[keep], w1[keep])  # the others tuned
     assert sparsity(pruned) == round(0.7 * N_PRUNABLE) / N_PRUNABLE
     # A plain pruned model fine-tuned per fold (leave-one-person-out) keeps its zeros.
     again = mask_zeros(pruned)
@@ -150,3 +167,19 @@ def test_sweep_rows_table_and_plot(windows, tmp_path):
     assert table.count("\n") == 5 and "| spiking | 80.0% |" in table
     sweep_plot(rows, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_block_scores_and_shift_leak():
+    model = _model()
+    conv = model.tcn.blocks[1].conv
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[3, 5, 2] = 8.0  # one weight: its block is rows 2-3, columns 2*32+4..7
+    score = importance_scores(model)[(conv, "weight")]
+    assert score[3, 5, 2] == pytest.approx(MAC_SCORE_SCALE * 8.0 / 8)
+    assert score[2, 7, 2] == score[3, 5, 2] and score[2, 8, 2] == 0 and score[3, 5, 1] == 0
+    leaky = with_shift_leak(model)
+    assert leaky.config.beta == leaky.layer1.beta == leaky.layer2.beta == 0.90625
+    assert model.config.beta == 0.9  # a copy
+    twin = _model(spiking=False)
+    assert with_shift_leak(twin).config == twin.config

@@ -7,8 +7,8 @@ energy problem", ISSCC 2014), charged as :data:`CHARGES` says for float32 and in
 
 What is counted (``mac``: weight x real-valued activation; ``ac``: a weight accumulated for
 an input spike; ``add``: bias, residual, integration, threshold compare, reset, ReLU compare,
-spike counter or time sum; ``mult``: the membrane leak beta x U; ``requant``: int8 engines
-only, rescaling an int32 result to int8 for the next layer):
+spike counter or time sum; ``mult``: the membrane leak beta x U (int8: shift-and-add);
+``requant``: int8 engines only, rescaling an int32 result to int8 for the next layer):
 
 - TCN (identical in both models): per convolution tap, non-zero weights x the time steps whose
   input is not left padding (MACs); per output element a bias add (BatchNorm folded into the
@@ -57,20 +57,21 @@ OP_ENERGY_PJ: dict[str, float] = {
 
 #: What each counted operation is charged as, per engine precision.
 #: float: a MAC is an fp32 multiply + an fp32 add (4.6 pJ), everything else fp32.
-#: int8: a MAC is an 8-bit multiply accumulated into an int32 register (0.2 + 0.1 pJ); a
-#: spike's accumulate adds an int8 weight into an int32 membrane (an int32 add, 0.1 pJ); adds
-#: and compares are int32; the leak and the requantisation are int32 multiplies (a
-#: fixed-point scale; conservative: a shift-and-add leak would cost about 2 int32 adds).
-#: int8_shift_leak: a what-if for an engine whose leak is U -= U >> k (beta = 1 - 2^-k, not
-#: the trained 0.9): the leak costs a shift and a subtract, charged as 2 int32 adds.
+#: int8 (what the integer engines compute): a MAC is an 8-bit multiply accumulated into an
+#: int32 register (0.2 + 0.1 pJ); a spike's accumulate adds an int8 weight into an int32
+#: membrane (an int32 add, 0.1 pJ); adds and compares are int32; the leak
+#: U - (U >> k1) - (U >> k2) is two shifts and two subtracts (4 int32 adds); the
+#: requantisation is an int32 multiply.
+#: int8_mult_leak: the engine before the shift-and-add leak (beta x U as an int32 multiply),
+#: for comparison.
 CHARGES: dict[str, dict[str, tuple[str, ...]]] = {
     "float": {"mac": ("fp32_mult", "fp32_add"), "ac": ("fp32_add",), "add": ("fp32_add",),
               "mult": ("fp32_mult",), "requant": ()},
     "int8": {"mac": ("int8_mult", "int32_add"), "ac": ("int32_add",), "add": ("int32_add",),
-             "mult": ("int32_mult",), "requant": ("int32_mult",)},
-    "int8_shift_leak": {"mac": ("int8_mult", "int32_add"), "ac": ("int32_add",),
-                        "add": ("int32_add",), "mult": ("int32_add", "int32_add"),
-                        "requant": ("int32_mult",)},
+             "mult": ("int32_add",) * 4, "requant": ("int32_mult",)},
+    "int8_mult_leak": {"mac": ("int8_mult", "int32_add"), "ac": ("int32_add",),
+                       "add": ("int32_add",), "mult": ("int32_mult",),
+                       "requant": ("int32_mult",)},
 }
 OPS = ("mac", "ac", "add", "mult", "requant")
 #: Parts of the network; "spiking layers" = layer1 + layer2 + readout.

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vo2spike.compress.blocks import BLOCK_COLS, flat_columns, padded, sparse_blocks
 from vo2spike.compress.int_engine import (
     IntOutputs,
     encode_inputs,
-    flat_conv_weight,
     load_folder_model,
     predictions,
 )
@@ -78,55 +78,64 @@ def sparse_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mask, w[w != 0].astype(np.int8)
 
 
-def storage_bytes(w: np.ndarray) -> dict[str, int]:
-    """Bytes of a 2-D int8 matrix stored dense, as bitmap + packed non-zeros, and as CSR
-    (uint8 column index + int8 value per non-zero, uint16 row pointers); ``stored``: what
-    the export uses (the bitmap, or dense when the bitmap is not smaller)."""
+def storage_bytes(w: np.ndarray, blocked: bool = False) -> dict[str, int]:
+    """Bytes of an int8 weight stored dense, as bitmap + packed non-zeros, as CSR (uint8
+    column index + int8 value per non-zero, uint16 row pointers) and as 2 x 4 blocks
+    (a uint8 count per row pair, a uint8 column index + 8 weights per non-zero block);
+    ``stored``: what the export uses (``blocked``: the blocks; else the bitmap, or dense
+    (4 weights added at a time) when the bitmap is not smaller). A conv weight (O, I, K)
+    counts in its block layout."""
+    w = flat_columns(w) if w.ndim == 3 else np.asarray(w)
     rows, cols = w.shape
     nnz = int((w != 0).sum())
+    count, _, blocks = sparse_blocks(w)
     sizes = {"dense": rows * cols, "bitmap": rows * ((cols + 31) // 32) * 4 + nnz,
-             "csr": 2 * nnz + 2 * (rows + 1), "nonzero": nnz, "weights": rows * cols}
-    sizes["stored"] = min(sizes["dense"], sizes["bitmap"])
+             "csr": 2 * nnz + 2 * (rows + 1), "blocks": len(count) + 9 * len(blocks),
+             "nonzero": nnz, "weights": int(np.size(w))}
+    sizes["stored"] = sizes["blocks"] if blocked else min(sizes["dense"], sizes["bitmap"])
     return sizes
 
 
 def is_dense(w: np.ndarray) -> bool:
-    """Whether the export stores ``w`` dense (its bitmap would not be smaller)."""
+    """Whether the export stores LIF2's ``w`` dense: its bitmap would not be smaller."""
     s = storage_bytes(w)
     return s["dense"] <= s["bitmap"]
 
 
-def _matrices(m: IntModel) -> dict[str, np.ndarray]:
-    """Every sparse-stored weight matrix, 2-D, in the orientation the C engine reads."""
+def _matrices(m: IntModel) -> dict[str, tuple[np.ndarray, bool]]:
+    """Every stored weight matrix, in the orientation the C engine reads, and whether it is
+    block-sparse (vo2spike.compress.blocks)."""
     mats = {}
     for b in range(len(m.arch["dilations"])):
-        mats[f"block{b}"] = flat_conv_weight(m.t(f"block{b}.weight"))
+        mats[f"block{b}"] = (m.t(f"block{b}.weight"), True)
         if has_res_conv(m.arch, b):
-            mats[f"block{b}.res"] = m.t(f"block{b}.res_weight")
+            mats[f"block{b}.res"] = (m.t(f"block{b}.res_weight"), True)
     if m.spiking:
-        mats["lif1"] = m.t("lif1.weight")
-        mats["lif2"] = m.t("lif2.weight").T  # column-major: per input neuron
+        mats["lif1"] = (m.t("lif1.weight"), True)
+        mats["lif2"] = (m.t("lif2.weight").T, False)  # column-major: per input neuron, dense
     else:
-        mats["layer1"] = m.t("layer1.weight")
-        mats["layer2"] = m.t("layer2.weight")
+        mats["layer1"] = (m.t("layer1.weight"), True)
+        mats["layer2"] = (m.t("layer2.weight"), True)
     return mats
 
 
 def storage_report(m: IntModel) -> dict[str, int]:
     """Weight storage of the whole model in each format (bytes): every matrix dense, every
-    one as bitmap, every one as CSR, and as exported (``stored``). Heads stay dense
-    (2 x 64 bytes); the LIF2 column starts (uint16) count with the sparse formats."""
-    total = {"dense": 0, "bitmap": 0, "csr": 0, "stored": 0, "nonzero": 0, "weights": 0}
-    for name, w in _matrices(m).items():
-        s = storage_bytes(w)
+    one as bitmap, as CSR, as 2 x 4 blocks, and as exported (``stored``: the blocks for the
+    multiply-accumulate layers, LIF2's bitmap with its uint16 column starts). Heads stay
+    dense (2 x 64 bytes). ``weights`` counts the padding of the block layout."""
+    total = {"dense": 0, "bitmap": 0, "csr": 0, "blocks": 0, "stored": 0, "nonzero": 0,
+             "weights": 0}
+    for name, (w, blocked) in _matrices(m).items():
+        s = storage_bytes(w, blocked)
         for k in total:
             total[k] += s[k]
         if name == "lif2":
-            extra = 2 * (m.arch["hidden"] + 1)
+            extra = 2 * (m.arch["hidden"] + 1)  # uint16 column starts
             total["bitmap"] += extra
             total["stored"] += 0 if is_dense(w) else extra
     head = m.t("head.weight")
-    for k in ("dense", "bitmap", "csr", "stored", "weights"):
+    for k in ("dense", "bitmap", "csr", "blocks", "stored", "weights"):
         total[k] += head.size
     total["nonzero"] += int((head != 0).sum())
     return total
@@ -138,15 +147,20 @@ def storage_report(m: IntModel) -> dict[str, int]:
 def _dims(m: IntModel) -> dict[str, int]:
     a = m.arch
     k, nb = a["kernel_size"], len(a["dilations"])
-    if a["window_s"] * 127 > 32767 or a["n_inputs"] > 255 or a["channels"] > 255:
-        raise ValueError("the C engine supports windows up to 258 steps and 255 channels")
-    rings = [((k - 1) * d + 1) * block_inputs(a, b) for b, d in enumerate(a["dilations"])]
+    if a["window_s"] * 127 > 32767 or a["n_inputs"] > 255 or a["channels"] > 252:
+        raise ValueError("the C engine supports windows up to 258 steps and 252 channels")
+    if a["channels"] % BLOCK_COLS or a["hidden"] % BLOCK_COLS:
+        raise ValueError(f"the C engine needs channels and hidden units that are multiples "
+                         f"of {BLOCK_COLS}")
+    cin4 = [padded(block_inputs(a, b)) for b in range(nb)]
+    rings = [((k - 1) * d + 1) * c // 4 for d, c in zip(a["dilations"], cin4, strict=True)]
+    x16 = max([k * c // 4 for c in cin4] + [a["channels"] // 4]
+              + ([] if m.spiking else [a["hidden"] // 4]))  # words of each packed plane
     return {"NIN": a["n_inputs"], "CH": a["channels"], "HID": a["hidden"], "K": k,
             "NBLOCKS": nb, "T": a["window_s"], "STRIDE": a["stride_s"],
-            "NSLOT": a["window_s"] // a["stride_s"], "RING_BYTES": sum(rings),
-            "TAPS_MAX": k * max(a["n_inputs"], a["channels"]),
-            "ACC_MAX": max(a["channels"], a["hidden"]),
-            "ACT_MAX": max(a["n_inputs"], a["channels"], a["hidden"])}
+            "NSLOT": a["window_s"] // a["stride_s"], "RING_WORDS": sum(rings),
+            "X16_WORDS": x16,
+            "H_WORDS": (a["channels"] if m.spiking else max(a["channels"], a["hidden"])) // 4}
 
 
 def _align(n: int, a: int = 4) -> int:
@@ -157,11 +171,11 @@ def buffer_sizes(m: IntModel) -> dict[str, int]:
     """Bytes of the C engine's static buffers and state structs (as vo2spike.h lays them
     out: largest members first, so no padding but the tail)."""
     d = _dims(m)
-    state = (8 * d["HID"] if m.spiking else 0) + 8 + 2 * d["HID"] + 2 + d["NBLOCKS"] \
-        + d["RING_BYTES"] + 1
+    state = (8 * d["HID"] if m.spiking else 0) + 8 + 4 * d["RING_WORDS"] + 2 * d["HID"] + 2 \
+        + d["NBLOCKS"] + 1
     state = _align(state)
-    scratch = 4 * d["ACC_MAX"] + 4 * d["CH"] + d["ACT_MAX"] + d["TAPS_MAX"] \
-        + (d["HID"] if m.spiking else 0)
+    scratch = 8 * d["X16_WORDS"] + 4 * d["H_WORDS"] + 4 * d["CH"] \
+        + (2 * d["HID"] if m.spiking else 0)
     return {"state": state, "stream": d["NSLOT"] * state + 4, "scratch": scratch,
             "window_ram": state + scratch, "stream_ram": d["NSLOT"] * state + 4 + scratch}
 
@@ -187,15 +201,37 @@ def _array(ctype: str, name: str, values: np.ndarray, hex_: bool = False) -> str
     return f"static const {ctype} {name}[{n}] = {body};\n"
 
 
-def _sparse(name: str, w: np.ndarray) -> tuple[str, str]:
-    """Arrays + the vo2_sparse_t initialiser of a 2-D matrix (bitmap, or dense)."""
-    rows, cols = w.shape
-    if is_dense(w):
-        return _array("int8_t", f"{name}_W", w), f"{{{rows}, {cols}, 0, 0, {name}_W}}"
-    mask, vals = sparse_rows(w)
-    text = _array("uint32_t", f"{name}_MASK", mask, hex_=True) + \
-        _array("int8_t", f"{name}_W", vals)
-    return text, f"{{{rows}, {cols}, {mask.shape[1]}, {name}_MASK, {name}_W}}"
+def _blocks(name: str, w: np.ndarray) -> tuple[str, str]:
+    """Arrays + the vo2_blocks_t initialiser of a block-sparse weight (conv or Linear):
+    per row pair its block count then its column-block indices; the block weights."""
+    count, col, blocks = sparse_blocks(w)
+    parts = np.split(col, np.cumsum(count)[:-1])
+    stream = np.concatenate([np.concatenate([[n], part]) for n, part in
+                             zip(count, parts, strict=True)])
+    words = np.ascontiguousarray(blocks.astype(np.uint8)).reshape(-1).view("<u4")
+    text = _array("uint8_t", f"{name}_COL", stream) + \
+        _array("uint32_t", f"{name}_W", words, hex_=True)
+    return text, f"{{{len(count)}, {name}_COL, {name}_W}}"
+
+
+def _pairs(ctype: str, name: str, fields: list[np.ndarray]) -> str:
+    """An array of per-pair structs: {{a[0], a[1]}, {b[0], b[1]}} for each row pair."""
+    rows = []
+    for g in range(len(fields[0]) // 2):
+        rows.append("{" + ", ".join(f"{{{int(f[2 * g])}, {int(f[2 * g + 1])}}}"
+                                     for f in fields) + "}")
+    return f"static const {ctype} {name}[{len(rows)}] = {{\n    " + ",\n    ".join(rows) \
+        + "\n};\n"
+
+
+def _rows(m: IntModel, stage: str, bias: np.ndarray, name: str,
+          ctype: str = "vo2_rows_t") -> tuple[str, int]:
+    """The array of (bias, multiplier) per row pair of a 32-bit requantised layer (int16
+    multipliers; a residual's ``vo2_res_rows_t``: int32) and its one shift."""
+    mult, shift = m.mult_shift(stage)
+    if len(set(shift.tolist())) != 1:
+        raise ValueError(f"requant.{stage}: the C engine needs one shift per layer")
+    return _pairs(ctype, name, [bias, mult]), int(shift[0])
 
 
 def _requant_arrays(m: IntModel, stage: str, name: str) -> str:
@@ -221,64 +257,74 @@ def model_header(m: IntModel, fingerprint: str, sizes: dict, storage: dict) -> s
     out = [f"/* Generated by vo2spike export-c: do not edit.\n"
            f" * Model: {m.meta['kind']} int8, SHA256 {fingerprint}\n"
            f" * Weights: {storage['nonzero']} non-zero of {storage['weights']}; stored in "
-           f"{storage['stored']} bytes (all dense {storage['dense']}, all bitmap + packed "
-           f"{storage['bitmap']}, all CSR {storage['csr']}).\n"
+           f"{storage['stored']} bytes (2 x 4 blocks, LIF2 as a bitmap; all dense "
+           f"{storage['dense']}, all bitmap + packed {storage['bitmap']}, all CSR "
+           f"{storage['csr']}).\n"
            f" * Static buffers (bytes): window state {sizes['state']}, scratch "
            f"{sizes['scratch']} (vo2spike_window: {sizes['window_ram']} in all);\n"
            f" * vo2spike_stream_t {sizes['stream']} (a caller's stream adds this).\n */\n"]
     out.append(_array("int32_t", "IN_OFF", m.t("input.offset")))
-    out.append(_requant_arrays(m, "input", "IN"))
+    mult, shift = m.mult_shift("input")
+    out.append(_array("int16_t", "IN_MULT", mult) + _array("uint8_t", "IN_SHIFT", shift))
     blocks, off = [], 0
     for b, dil in enumerate(a["dilations"]):
-        text, conv = _sparse(f"B{b}", flat_conv_weight(m.t(f"block{b}.weight")))
-        out.append(text)
-        out.append(_array("int32_t", f"B{b}_BIAS", m.t(f"block{b}.bias")))
-        out.append(_requant_arrays(m, f"block{b}", f"B{b}"))
+        text, conv = _blocks(f"B{b}", m.t(f"block{b}.weight"))
+        rows, shift = _rows(m, f"block{b}", m.t(f"block{b}.bias"), f"B{b}_ROWS")
+        out.append(text + rows)
         if has_res_conv(a, b):
-            text, res = _sparse(f"B{b}R", m.t(f"block{b}.res_weight"))
-            out.append(text)
-            out.append(_array("int32_t", f"B{b}R_BIAS", m.t(f"block{b}.res_bias")))
-            res_bias = f"B{b}R_BIAS"
+            text, res = _blocks(f"B{b}R", m.t(f"block{b}.res_weight"))
+            rows, _ = _rows(m, f"block{b}.res", m.t(f"block{b}.res_bias"), f"B{b}R_ROWS",
+                            "vo2_res_rows_t")
+            out.append(text + rows)
+            res_rows, res_scale = f"B{b}R_ROWS", 0
         else:
-            res, res_bias = "{0, 0, 0, 0, 0}", "0"
-        out.append(_requant_arrays(m, f"block{b}.res", f"B{b}R"))
-        cin, length = block_inputs(a, b), (a["kernel_size"] - 1) * dil + 1
+            res, res_rows = "{0, 0, 0}", "0"
+            rmult, _ = m.mult_shift(f"block{b}.res")
+            if len(set(rmult.tolist())) != 1:
+                raise ValueError(f"requant.block{b}.res: the identity residual needs one "
+                                 "multiplier")
+            res_scale = int(rmult[0])
+        cin4, length = padded(block_inputs(a, b)), (a["kernel_size"] - 1) * dil + 1
         if length > 255 or off > 65535:
             raise ValueError("dilation too large for the C engine's ring buffers")
-        blocks.append(f"    {{{conv}, B{b}_BIAS, B{b}_MULT, B{b}_SHIFT, {res}, {res_bias}, "
-                      f"B{b}R_MULT, B{b}R_SHIFT, {off}, {cin}, {dil}, {length}}}")
-        off += length * cin
+        blocks.append(f"    {{{conv}, B{b}_ROWS, {res}, {res_rows}, {res_scale}, {off}, "
+                      f"{cin4}, {dil}, {length}, {shift}}}")
+        off += length * cin4 // 4
     out.append("static const vo2_block_t BLOCKS[VO2_NBLOCKS] = {\n" + ",\n".join(blocks)
                + "\n};\n")
     if m.spiking:
-        out.append(f"#define VO2_BETA_Q15 {m.beta_q15}\n#define VO2_LIF1_FRAC "
-                   f"{m.frac_bits(1)}\n#define VO2_LIF2_FRAC {m.frac_bits(2)}\n")
-        text, lif1 = _sparse("LIF1", m.t("lif1.weight"))
-        out.append(text + f"static const vo2_sparse_t LIF1 = {lif1};\n")
-        out.append(_array("int32_t", "LIF1_BIAS", m.t("lif1.bias")))
-        out.append(_array("int32_t", "LIF1_TH", m.t("lif1.threshold")))
-        cols = m.t("lif2.weight").T  # (inputs, outputs): one bitmap per input neuron
-        dense = is_dense(cols)
-        mask, vals = sparse_rows(cols)
-        starts = np.concatenate([[0], np.cumsum((cols != 0).sum(axis=1))])
-        if dense:
-            vals, starts = cols.ravel(), np.arange(cols.shape[0] + 1) * cols.shape[1]
-        if starts[-1] > 65535:
-            raise ValueError("LIF2 has too many weights for uint16 column starts")
-        out.append(f"#define VO2_LIF2_DENSE {int(dense)}\n#define VO2_LIF2_WORDS "
-                   f"{mask.shape[1]}\n")
-        if not dense:
-            out.append(_array("uint32_t", "LIF2_MASK", mask, hex_=True))
-        out.append(_array("int8_t", "LIF2_W", vals))
-        out.append(_array("uint16_t", "LIF2_COL", starts))
-        out.append(_array("int32_t", "LIF2_BIAS", m.t("lif2.bias")))
-        out.append(_array("int32_t", "LIF2_TH", m.t("lif2.threshold")))
+        for i in (1, 2):
+            k1, k2 = m.leak_shifts(i)
+            out.append(f"#define VO2_LIF{i}_LEAK {k1}\n#define VO2_LIF{i}_LEAK2 {k2}\n"
+                       f"#define VO2_LIF{i}_FRAC {m.frac_bits(i)}\n")
+        text, lif1 = _blocks("LIF1", m.t("lif1.weight"))
+        out.append(text + f"static const vo2_blocks_t LIF1 = {lif1};\n")
+        for i in (1, 2):
+            out.append(_pairs("vo2_lif_t", f"LIF{i}_N", [m.t(f"lif{i}.bias"),
+                                                        m.t(f"lif{i}.threshold")]))
+        cols = m.t("lif2.weight").T  # (inputs, outputs): a column per LIF1 neuron
+        if is_dense(cols):  # word k of input i = its weights to LIF2 neurons 4k..4k+3
+            words = np.ascontiguousarray(cols.astype(np.uint8)).reshape(
+                cols.shape[0], -1).view("<u4")
+            out.append("#define VO2_LIF2_DENSE 1\n"
+                       f"static const uint32_t LIF2_W[{words.shape[0]}][{words.shape[1]}] = "
+                       + "{\n    " + ",\n    ".join(_c_hex(r).replace("\n", "")
+                                                   for r in words) + "\n};\n")
+        else:
+            mask, vals = sparse_rows(cols)
+            starts = np.concatenate([[0], np.cumsum((cols != 0).sum(axis=1))])
+            if starts[-1] > 65535:
+                raise ValueError("LIF2 has too many weights for uint16 column starts")
+            out.append(f"#define VO2_LIF2_DENSE 0\n#define VO2_LIF2_WORDS {mask.shape[1]}\n"
+                       + _array("uint32_t", "LIF2_MASK", mask, hex_=True)
+                       + _array("int8_t", "LIF2_W", vals)
+                       + _array("uint16_t", "LIF2_COL", starts))
     else:
         for i in (1, 2):
-            text, layer = _sparse(f"LAYER{i}", m.t(f"layer{i}.weight"))
-            out.append(text + f"static const vo2_sparse_t LAYER{i} = {layer};\n")
-            out.append(_array("int32_t", f"LAYER{i}_BIAS", m.t(f"layer{i}.bias")))
-            out.append(_requant_arrays(m, f"layer{i}", f"LAYER{i}"))
+            text, layer = _blocks(f"LAYER{i}", m.t(f"layer{i}.weight"))
+            out.append(text + f"static const vo2_blocks_t LAYER{i} = {layer};\n")
+            rows, shift = _rows(m, f"layer{i}", m.t(f"layer{i}.bias"), f"LAYER{i}_ROWS")
+            out.append(rows + f"#define VO2_LAYER{i}_SHIFT {shift}\n")
     hw = m.t("head.weight")
     out.append(f"static const int8_t HEAD_W[2][{d['HID']}] = {{\n    "
                + ",\n    ".join(_c_values(row).replace("\n", "") for row in hw) + "\n};\n")
@@ -361,7 +407,8 @@ def describe_export(report: dict) -> str:
     s, b = report["storage_bytes"], report["buffers_bytes"]
     return (f"model {report['kind']} {report['fingerprint'][:12]}...: {s['nonzero']} non-zero "
             f"of {s['weights']} weights stored in {s['stored']} bytes (all dense {s['dense']}, "
-            f"all bitmap + packed {s['bitmap']}, all CSR {s['csr']})\n"
+            f"all bitmap + packed {s['bitmap']}, all CSR {s['csr']}, all 2 x 4 blocks "
+            f"{s['blocks']})\n"
             f"static buffers: window state {b['state']} B + scratch {b['scratch']} B = "
             f"{b['window_ram']} B for vo2spike_window; vo2spike_stream_t {b['stream']} B")
 
@@ -437,16 +484,23 @@ def harness_sizes(c_dir: Path) -> dict[str, int]:
     return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
 
 
-def build_arm(c_dir: Path, test_windows: np.ndarray | None = None) -> Path:
+def build_arm(c_dir: Path, test_windows: np.ndarray | None = None,
+              n_stream: int | None = None, opt: str | None = None) -> Path:
     """``make -C c_dir arm``: vo2spike.elf for a Cortex-M4 (arm-none-eabi-gcc
     -mcpu=cortex-m4 -mthumb -O2, newlib-nano); ``test_windows`` (int16 or raw (N, C, T))
-    replace the compiled-in ones first."""
+    replace the compiled-in ones first (the first ``n_stream`` of them also streamed;
+    default all). ``opt``: another optimisation level (e.g. "-Os"; rebuilds the engine)."""
     c_dir = Path(c_dir)
     if test_windows is not None:
         q = np.asarray(test_windows)
-        (c_dir / TEST_H).write_text(test_windows_header(q if q.dtype == np.int16
-                                                        else encode_inputs(q)))
-    _run(["make", "-C", str(c_dir), "--no-print-directory", "arm"], f"building {c_dir} for ARM")
+        (c_dir / TEST_H).write_text(test_windows_header(
+            q if q.dtype == np.int16 else encode_inputs(q), n_stream))
+    args = []
+    if opt is not None:
+        (c_dir / "arm" / "vo2spike.o").unlink(missing_ok=True)
+        args = [f"ARM_OPT={opt}"]
+    _run(["make", "-C", str(c_dir), "--no-print-directory", "arm"] + args,
+         f"building {c_dir} for ARM")
     return c_dir / ELF
 
 
@@ -588,6 +642,241 @@ def callgrind_instructions(c_dir: Path, q: np.ndarray) -> float:
     if not found:
         raise CBuildError("callgrind wrote no instruction total")
     return int(found.group(1)) / len(q)
+
+
+# ---------------------------------------------------------------------------- profile
+
+#: A stage marker in vo2spike.c: every line below it, to the next marker, is that stage. A
+#: name starting with "+" (the shared kernels: "+mac", "+pack") is charged to the stage
+#: that called it ("mac (conv b1)"); "=" (the arithmetic helpers) to the innermost caller
+#: of another stage, as are the lines above the first marker.
+STAGE_MARKER = re.compile(r"/\*\s*@stage\s+(=|\+?[a-z0-9 ]*[a-z0-9])")
+#: Stages of one TCN block, suffixed with the block (" b0" ...) in the emulated profile.
+BLOCK_STAGES = ("taps", "conv", "residual", "requant")
+
+
+def stage_lines(source: str) -> list[tuple[int, str]]:
+    """(first line, stage) of every ``@stage`` marker of a C source, in line order."""
+    return [(i, m.group(1)) for i, line in enumerate(source.splitlines(), start=1)
+            if (m := STAGE_MARKER.search(line))]
+
+
+def _stage_of_line(markers: list[tuple[int, str]], line: int) -> str:
+    name = "="
+    for first, stage in markers:
+        if first > line:
+            break
+        name = stage
+    return name
+
+
+def address_stages(binary: Path, addresses: list[int], markers: list[tuple[int, str]],
+                   addr2line: str = "addr2line") -> dict[int, str | None]:
+    """The stage of each machine-code address of ``binary`` (built with -g): of the
+    innermost inlined frame in vo2spike.c whose line is not an "=" line; None when there
+    is none (compiler-made code of line 0, code outside the engine)."""
+    out = _run([addr2line, "-i", "-a", "-e", str(binary)] + [f"0x{a:x}" for a in addresses],
+               addr2line).stdout if addresses else ""
+    found: dict[int, str | None] = {}
+    addr = None
+    for line in out.splitlines():
+        if line.startswith("0x"):
+            addr = int(line, 16)
+            found[addr] = None
+            continue
+        if addr is None or found[addr] is not None:
+            continue
+        file, _, num = line.rpartition(":")
+        num = num.split()[0] if num else ""
+        if Path(file).name == "vo2spike.c" and num.isdigit() and int(num) > 0:
+            stage = _stage_of_line(markers, int(num))
+            if stage != "=":
+                found[addr] = stage
+    return found
+
+
+def profile_stages(stages: list[str], n_blocks: int) -> dict[str, int]:
+    """Instructions per stage from the stage of each executed instruction, in execution
+    order: "+" stages take their caller's name, and the TCN stages their block's. A step
+    starts at "input"; a block (of ``n_blocks``) at the first "taps" instruction after the
+    block before it requantised its conv's output."""
+    counts: dict[str, int] = {}
+    context, block, convolved, ended, last = "other", 0, False, False, None
+    for stage in stages:
+        if stage != last:
+            if stage == "input" and context not in BLOCK_STAGES:  # a new step
+                block, convolved, ended = 0, False, False
+            elif stage == "+mac" and context == "conv":
+                convolved = True
+            elif stage == "requant" and convolved:  # requantising the conv: its last rows
+                ended = True
+            elif stage == "taps" and ended and block < n_blocks - 1:
+                block, convolved, ended = block + 1, False, False
+            if not stage.startswith("+"):
+                context = stage
+            last = stage
+        if stage.startswith("+"):
+            # LIF1 holds the only multiply-accumulates of the LIF stages: a kernel
+            # instruction scheduled among its neighbours' is LIF1's
+            caller = "lif1" if context.startswith(("lif1", "lif2")) else context
+            if stage == "+mac" and caller == "taps":  # scheduled before the conv's loop
+                caller = "conv"
+            elif stage == "+pack" and caller not in ("taps", "conv"):  # only LIF1 packs else
+                caller = "lif1"
+            name = f"{stage[1:]} ({caller}{f' b{block}' if caller in BLOCK_STAGES else ''})"
+        else:
+            name = f"{stage} b{block}" if stage in BLOCK_STAGES else stage
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def profile_qemu(c_dir: Path, q: np.ndarray, timeout: float = 600) -> dict[str, float]:
+    """ARM instructions per window of each stage of the engine on the emulated Cortex-M4,
+    exactly: QEMU runs the test image on the int16 windows q (N, C, T) one instruction per
+    translation block (``-singlestep -d exec,nochain``), and every executed address is
+    mapped to its ``@stage`` (:func:`address_stages`; an address without one takes the
+    stage of the instruction before it). The test program and semihosting are not
+    counted: the total is what vo2spike_window executes, call overhead aside."""
+    c_dir = Path(c_dir)
+    elf = build_arm(c_dir, np.asarray(q), n_stream=0)
+    markers = stage_lines((c_dir / "vo2spike.c").read_text())
+    with tempfile.TemporaryDirectory(prefix="vo2spike-trace-") as tmp:
+        log = Path(tmp) / "exec.log"
+        _run(QEMU_CMD + ["-singlestep", "-d", "exec,nochain", "-D", str(log), "-kernel",
+                         str(elf)], "qemu-system-arm trace", timeout=timeout)
+        pattern = re.compile(r"^Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")
+        with log.open() as f:
+            pcs = [int(m.group(1), 16) for line in f if (m := pattern.match(line))]
+    engine = _engine_range(elf)
+    pcs = [pc for pc in pcs if engine[0] <= pc < engine[1]]
+    where = address_stages(elf, sorted(set(pcs)), markers, "arm-none-eabi-addr2line")
+    stages, last = [], "other"
+    for pc in pcs:
+        last = where.get(pc) or last
+        stages.append(last)
+    counts = profile_stages(stages, len(load_model_arch(c_dir)["dilations"]))
+    counts.pop("other", None)
+    return {k: v / len(q) for k, v in counts.items()}
+
+
+def load_model_arch(c_dir: Path) -> dict:
+    """The architecture recorded in a C folder's MODEL.json."""
+    return json.loads((Path(c_dir) / MODEL_JSON).read_text())["arch"]
+
+
+def _engine_range(elf: Path) -> tuple[int, int]:
+    """[start, end) of the engine's code in the image: the functions of vo2spike.o."""
+    nm = _run(["arm-none-eabi-nm", "-S", "--defined-only", str(Path(elf).parent / "arm"
+                                                              / "vo2spike.o")],
+              "arm-none-eabi-nm").stdout
+    names = {p[3] for p in (line.split() for line in nm.splitlines())
+             if len(p) == 4 and p[2] in "tT"}
+    spans = []
+    for p in (line.split() for line in _run(["arm-none-eabi-nm", "-S", str(elf)],
+                                            "arm-none-eabi-nm").stdout.splitlines()):
+        if len(p) == 4 and p[3] in names:
+            start = int(p[0], 16) & ~1
+            spans.append((start, start + int(p[1], 16)))
+    return min(a for a, _ in spans), max(b for _, b in spans)
+
+
+def profile_callgrind(c_dir: Path, q: np.ndarray) -> dict[str, float]:
+    """x86-64 instructions per window of each stage type of the host build (-g), from
+    valgrind callgrind's per-instruction counts inside vo2spike_window, mapped to stages
+    as :func:`address_stages` does. Callgrind keeps no order, so the shared kernels are not
+    split by caller or block ("mac" and "pack" are totals)."""
+    c_dir = Path(c_dir)
+    markers = stage_lines((c_dir / "vo2spike.c").read_text())
+    with tempfile.TemporaryDirectory(prefix="vo2spike-cg-") as tmp:
+        src, dst, cg = Path(tmp) / "in.bin", Path(tmp) / "out.bin", Path(tmp) / "cg.out"
+        np.ascontiguousarray(np.asarray(q).transpose(0, 2, 1)).astype("<i2").tofile(src)
+        _run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={cg}",
+              "--toggle-collect=vo2spike_window", "--dump-instr=yes", "--dump-line=no",
+              "--compress-strings=no", "--compress-pos=no", str(c_dir / HARNESS), str(src),
+              str(dst)], "valgrind callgrind", timeout=600)
+        lines = cg.read_text().splitlines()
+    cost: dict[int, int] = {}
+    skip = False
+    for line in lines:
+        if line.startswith("calls="):
+            skip = True  # the next cost line is the call's inclusive cost
+        elif line.startswith("0x"):
+            if skip:
+                skip = False
+                continue
+            addr, n = line.split()[:2]
+            cost[int(addr, 16)] = cost.get(int(addr, 16), 0) + int(n)
+    where = address_stages(c_dir / HARNESS, sorted(cost), markers)
+    counts: dict[str, float] = {}
+    for addr, n in cost.items():
+        stage = (where.get(addr) or "other").lstrip("+")
+        counts[stage] = counts.get(stage, 0) + n
+    return {k: v / len(q) for k, v in counts.items()}
+
+
+#: What each stage of a profile is (the table's second column).
+STAGE_MEANING = {
+    "input": "standardise the sample into block 0's ring",
+    "taps": "ring bookkeeping of the causal taps",
+    "pack (taps": "int8 taps -> int16 pairs",
+    "conv": "row-pair loop of the conv",
+    "mac (conv": "conv blocks (SMLAD)",
+    "residual": "residual (identity, or block 0's 1x1 conv)",
+    "mac (residual": "block 0's 1x1 residual blocks (SMLAD)",
+    "requant": "ReLU, requantisation with the residual, saturation",
+    "lif1": "LIF1 row-pair loop, TCN output packed",
+    "pack (lif1)": "TCN output -> int16 pairs",
+    "mac (lif1)": "LIF1 synapse blocks (SMLAD)",
+    "lif1 neurons": "LIF1 leak, integrate, fire",
+    "lif2 synapses": "a LIF1 spike adds its LIF2 column (SADD16)",
+    "lif2 neurons": "LIF2 leak, integrate, fire, count",
+    "readout": "heads, once per window",
+    "reset": "state reset, once per window",
+}
+
+
+def _stage_order(name: str) -> tuple:
+    m = re.search(r"b(\d+)\)?$", name)
+    block = int(m.group(1)) if m else -1
+    base = re.sub(r" b\d+\)?$", "", name)
+    order = list(STAGE_MEANING)
+    rank = order.index(base) if base in order else len(order)
+    return (0 if base == "input" else 1 if block >= 0 else 2, block, rank, name)
+
+
+def profile_table(profile: dict[str, float], title: str = "instructions / window") -> str:
+    """Markdown: a profile's stages in the order the engine runs them, with their share."""
+    total = sum(profile.values())
+    lines = [f"| stage | what | {title} | share |", "|---|---|---|---|"]
+    for name in sorted(profile, key=_stage_order):
+        base = re.sub(r" b\d+\)?$", "", name)
+        lines.append(f"| {name} | {STAGE_MEANING.get(base, '')} | {profile[name]:,.0f} | "
+                     f"{profile[name] / total:.1%} |")
+    lines.append(f"| **total** | | **{total:,.0f}** | 100% |")
+    return "\n".join(lines)
+
+
+def group_profile(profile: dict[str, float]) -> dict[str, float]:
+    """A profile in the network's parts, in engine order: the input, each TCN block's taps,
+    conv multiply-accumulates, residual and requantisation, LIF1's synapses and neurons,
+    LIF2's synapses and neurons, the heads (with the once-a-window state reset)."""
+    parts: dict[str, float] = {}
+    for name in sorted(profile, key=_stage_order):
+        m = re.search(r"b(\d+)\)?$", name)
+        base = re.sub(r" b\d+\)?$", "", name)
+        if m:
+            kind = {"taps": "taps", "pack (taps": "taps", "conv": "conv MACs",
+                    "mac (conv": "conv MACs", "residual": "residual",
+                    "mac (residual": "residual", "requant": "requantisation"}.get(base, base)
+            key = f"TCN block {m.group(1)}: {kind}"
+        else:
+            key = {"input": "input standardisation", "lif1": "LIF1 synapses (MACs)",
+                   "mac (lif1)": "LIF1 synapses (MACs)", "pack (lif1)": "LIF1 synapses (MACs)",
+                   "lif1 neurons": "LIF1 neurons", "lif2 synapses": "LIF2 synapses (spikes)",
+                   "lif2 neurons": "LIF2 neurons", "readout": "heads and state reset",
+                   "reset": "heads and state reset"}.get(base, base)
+        parts[key] = parts.get(key, 0.0) + profile[name]
+    return parts
 
 
 def energy_estimate(instructions: float, *, mhz: float = 64.0, cpi: float = 1.4,

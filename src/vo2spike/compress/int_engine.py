@@ -64,13 +64,14 @@ def flat_conv_weight(w: np.ndarray) -> np.ndarray:
     return w.transpose(0, 2, 1).reshape(o, k * i)
 
 
-def _lif(current: np.ndarray, threshold: np.ndarray, beta_q15: int) -> np.ndarray:
-    """LIF neurons over time: current (N, H, T) int64 -> spikes (N, H, T) int8 (0/1)."""
+def _lif(current: np.ndarray, threshold: np.ndarray, shifts: tuple[int, int]) -> np.ndarray:
+    """LIF neurons over time (leak ``fixedpoint.decay``): current (N, H, T) int64 -> spikes
+    (N, H, T) int8 (0/1)."""
     u = np.zeros(current.shape[:2], dtype=np.int64)
     spikes = np.empty(current.shape, dtype=np.int8)
     th = threshold.astype(np.int64)[None, :]
     for t in range(current.shape[2]):
-        u = decay(u, beta_q15) + current[:, :, t]
+        u = decay(u, shifts) + current[:, :, t]
         s = u > th
         u -= s * th
         spikes[:, :, t] = s
@@ -85,6 +86,14 @@ class IntOutputs:
     spikes: np.ndarray  # (N, 2) int32: spikes of LIF1 and LIF2 in the window (twin: 0)
 
 
+def block_output(acc: np.ndarray, res: np.ndarray, mult: np.ndarray, res_mult: np.ndarray,
+                 shift: np.ndarray) -> np.ndarray:
+    """A TCN block's int8 output: ``sat8((max(acc, 0) M + r Mr + 2^(n-1)) >> n)``, the
+    residual r added inside the one rounding (int64; exact in int32 by construction)."""
+    return sat8((np.maximum(acc, 0) * mult + res * res_mult + (np.int64(1) << (shift - 1)))
+                >> shift)
+
+
 def _tcn(m: IntModel, q: np.ndarray) -> np.ndarray:
     """int16 inputs (N, C, T) -> TCN output (N, O, T) int8 values (int64)."""
     mult, shift = m.mult_shift("input")
@@ -94,13 +103,13 @@ def _tcn(m: IntModel, q: np.ndarray) -> np.ndarray:
     for b, d in enumerate(m.arch["dilations"]):
         mult, shift = m.mult_shift(f"block{b}")
         acc = _conv(a, m.t(f"block{b}.weight"), d) + m.t(f"block{b}.bias")[None, :, None]
-        y = rq(np.maximum(acc, 0), mult[None, :, None], shift[None, :, None])
-        rmult, rshift = m.mult_shift(f"block{b}.res")
+        rmult, _ = m.mult_shift(f"block{b}.res")
         if has_res_conv(m.arch, b):
             racc = _mm(m.t(f"block{b}.res_weight"), a) + m.t(f"block{b}.res_bias")[None, :, None]
         else:
             racc = a
-        a = sat8(y + rq(racc, rmult[None, :, None], rshift[None, :, None]))
+        a = block_output(acc, racc, mult[None, :, None], rmult[None, :, None],
+                         shift[None, :, None])
     return a
 
 
@@ -109,9 +118,9 @@ def _run_batch(m: IntModel, q: np.ndarray) -> IntOutputs:
     n = len(q)
     if m.spiking:
         s1 = _lif(_mm(m.t("lif1.weight"), h) * (1 << m.frac_bits(1))
-                  + m.t("lif1.bias")[None, :, None], m.t("lif1.threshold"), m.beta_q15)
+                  + m.t("lif1.bias")[None, :, None], m.t("lif1.threshold"), m.leak_shifts(1))
         s2 = _lif(_mm(m.t("lif2.weight"), s1) * (1 << m.frac_bits(2))
-                  + m.t("lif2.bias")[None, :, None], m.t("lif2.threshold"), m.beta_q15)
+                  + m.t("lif2.bias")[None, :, None], m.t("lif2.threshold"), m.leak_shifts(2))
         counts = s2.sum(axis=2, dtype=np.int64)  # (N, H)
         spikes = np.stack([s1.sum(axis=(1, 2), dtype=np.int64), counts.sum(axis=1)], axis=1)
     else:
@@ -237,19 +246,21 @@ class IntStream:
                                   axis=1)  # (B, K*C), column j*C + c
             s.pos[b] = (p + 1) % length
             mult, shift = self._rq[f"block{b}"]
-            y = rq(np.maximum(_dot(taps, self._w[b]) + t[f"block{b}.bias"], 0), mult, shift)
-            rmult, rshift = self._rq[f"block{b}.res"]
+            rmult, _ = self._rq[f"block{b}.res"]
             racc = _dot(a, t[f"block{b}.res_weight"]) + t[f"block{b}.res_bias"] \
                 if has_res_conv(arch, b) else a
-            a = sat8(y + rq(racc, rmult, rshift))
+            a = block_output(_dot(taps, self._w[b]) + t[f"block{b}.bias"], racc, mult, rmult,
+                             shift)
         if m.spiking:
             th1, th2 = t["lif1.threshold"], t["lif2.threshold"]
-            s.u1 = decay(s.u1, m.beta_q15) + _dot(a, t["lif1.weight"]) * (1 << m.frac_bits(1)) \
+            s.u1 = decay(s.u1, m.leak_shifts(1)) + _dot(a, t["lif1.weight"]) \
+                * (1 << m.frac_bits(1)) \
                 + t["lif1.bias"]
             s1 = s.u1 > th1
             s.u1 -= s1 * th1
             # LIF2's current: the sum of the weight columns of the inputs that spiked.
-            s.u2 = decay(s.u2, m.beta_q15) + _dot(s1, t["lif2.weight"]) * (1 << m.frac_bits(2)) \
+            s.u2 = decay(s.u2, m.leak_shifts(2)) + _dot(s1, t["lif2.weight"]) \
+                * (1 << m.frac_bits(2)) \
                 + t["lif2.bias"]
             s2 = s.u2 > th2
             s.u2 -= s2 * th2

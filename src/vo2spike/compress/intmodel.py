@@ -28,11 +28,12 @@ from typing import NoReturn
 
 import numpy as np
 
+from vo2spike.compress.fixedpoint import MULT16_MAX
 from vo2spike.errors import RunDirError
 from vo2spike.outputs import atomic_write_bytes, sha256_file
 
 FORMAT = "vo2spike-int8"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: shift-and-add leak, 32-bit requantisation with the residual
 #: File names of the int8 models in a compressed model folder.
 SPIKING_NAME, TWIN_NAME = "int8", "int8_twin"
 
@@ -106,7 +107,7 @@ class IntModel:
 
     ``tensors``: integer arrays as in :func:`tensor_spec`; ``meta``: JSON-ready dict with
     ``kind`` ("spiking" / "ann"), ``arch``, ``encoding``, ``output``, ``requant`` (stage ->
-    {"mult": [...], "shift": [...]}), ``lif`` (spiking: beta_q15, frac_bits per layer),
+    {"mult": [...], "shift": [...]}), ``lif`` (spiking: frac_bits and leak_shifts per layer),
     ``scales`` and ``calibration`` (float, for documentation only), ``source``.
     ``sha256`` is the SHA256 of the .safetensors once saved or loaded (the fingerprint that
     a C export compiles in)."""
@@ -136,9 +137,11 @@ class IntModel:
         """Extra fractional bits of LIF layer ``layer``'s membrane potential."""
         return int(self.meta["lif"][f"lif{layer}"]["frac_bits"])
 
-    @property
-    def beta_q15(self) -> int:
-        return int(self.meta["lif"]["beta_q15"])
+    def leak_shifts(self, layer: int) -> tuple[int, int]:
+        """(k1, k2) of LIF layer ``layer``'s leak ``U - (U >> k1) - (U >> k2)`` (k2 = 0:
+        no second term)."""
+        k1, k2 = self.meta["lif"][f"lif{layer}"]["leak_shifts"]
+        return int(k1), int(k2)
 
 
 def tensor_bytes(tensors: dict[str, np.ndarray]) -> bytes:
@@ -174,6 +177,11 @@ _ARCH_KEYS = ("n_inputs", "channels", "kernel_size", "dilations", "hidden", "win
 
 def _check_int(value: object, lo: int, hi: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+
+def _leak_ok(shifts: object) -> bool:
+    return isinstance(shifts, list) and len(shifts) == 2 and _check_int(shifts[0], 1, 15) \
+        and _check_int(shifts[1], 0, 15) and (shifts[1] == 0 or shifts[1] > shifts[0])
 
 
 def validate(m: IntModel, where: str, where_tensors: str | None = None) -> None:
@@ -223,16 +231,22 @@ def validate(m: IntModel, where: str, where_tensors: str | None = None) -> None:
             vals = r[key]
             if not isinstance(vals, list) or len(vals) != n:
                 fail(f"{where}: requant.{stage}.{key} must be a list of {n} integers")
+            if stage != "head":  # 32-bit requantisation (vo2spike.compress.fixedpoint)
+                hi = (hi if stage.endswith(".res") else MULT16_MAX) if key == "mult" else 31
             if not all(_check_int(v, lo, hi) for v in vals):
                 fail(f"{where}: requant.{stage}.{key} has a value outside {lo}..{hi}")
+        if stage.endswith(".res") and r["shift"] != requant.get(stage[:-4], {}).get("shift"):
+            fail(f"{where}: requant.{stage}.shift must equal requant.{stage[:-4]}.shift "
+                   "(the residual is added inside the block's rounding)")
     if arch["spiking"]:
         lif = meta.get("lif")
-        ok = isinstance(lif, dict) and _check_int(lif.get("beta_q15"), 0, 1 << 15) and all(
+        ok = isinstance(lif, dict) and all(
             isinstance(lif.get(f"lif{i}"), dict)
-            and _check_int(lif[f"lif{i}"].get("frac_bits"), 0, 20) for i in (1, 2))
+            and _check_int(lif[f"lif{i}"].get("frac_bits"), 0, 20)
+            and _leak_ok(lif[f"lif{i}"].get("leak_shifts")) for i in (1, 2))
         if not ok:
-            fail(f"{where}: 'lif' must hold beta_q15 (0..32768) and lif1/lif2.frac_bits "
-                   "(0..20)")
+            fail(f"{where}: 'lif' must hold lif1/lif2.frac_bits (0..20) and "
+                   "lif1/lif2.leak_shifts ([k1, k2], 1 <= k1 < k2 <= 15 or k2 = 0)")
         for i in (1, 2):
             if (m.tensors[f"lif{i}.threshold"] <= 0).any():
                 fail(f"{where_tensors or where}: lif{i}.threshold must be positive")

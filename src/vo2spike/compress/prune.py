@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -41,6 +42,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils import prune  # noqa: E402
 
+from vo2spike.compress.blocks import block_importance  # noqa: E402
+from vo2spike.compress.fixedpoint import leak_shifts, shift_beta  # noqa: E402
 from vo2spike.config import FineTuneConfig, Normalizer, TrainConfig  # noqa: E402
 from vo2spike.data.windows import Windows  # noqa: E402
 from vo2spike.inference import predict_windows  # noqa: E402
@@ -66,6 +69,56 @@ PRUNABLE = (nn.Conv1d, nn.Linear)
 def prunable(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """(module, "weight") of every Conv1d and Linear of the model, in module order."""
     return [(m, "weight") for m in model.modules() if isinstance(m, PRUNABLE)]
+
+
+def block_pruned(model: VO2Net) -> list[nn.Module]:
+    """The multiply-accumulate layers, pruned in blocks (``vo2spike.compress.blocks``): every
+    TCN conv and LIF1's synapses; the twin: both hidden layers. LIF2 (driven by spikes) and
+    the heads are pruned weight by weight."""
+    layers = [m for m in model.tcn.modules() if isinstance(m, nn.Conv1d)]
+    hidden = [model.layer1, model.layer2] if not model.config.spiking else [model.layer1]
+    return layers + [m for h in hidden for m in h.modules() if isinstance(m, nn.Linear)]
+
+
+def with_shift_leak(model: VO2Net) -> VO2Net:
+    """A copy of a spiking model whose LIF leak is the shift-and-add one nearest to its
+    trained beta (``fixedpoint.leak_shifts``: 0.9 -> 1 - 2**-4 - 2**-5 = 0.90625), the leak
+    the integer engines compute as ``U - (U >> k1) - (U >> k2)``: fine-tuning after this
+    adapts the weights to it. The twin is copied unchanged."""
+    model = copy.deepcopy(model)
+    if model.config.spiking:
+        beta = shift_beta(leak_shifts(model.config.beta))
+        model.config = dataclasses.replace(model.config, beta=beta)
+        model.layer1.beta = model.layer2.beta = beta
+    return model
+
+
+#: The pruning scores of the block-pruned (multiply-accumulate) layers are this fraction of
+#: their mean |w|: a multiply-accumulate weight costs work at every one of a window's 60
+#: steps, a LIF2 weight only when its input spikes (about 5% of steps), so at the same 70%
+#: the network keeps more of LIF2 and fewer multiply-accumulates. Measured on the shipped
+#: run (2 x 4 blocks, the pruned float model before int8; SIMULATED test split VO2 / VO2max
+#: R² with a 0.875 leak, REAL leave-one-person-out VO2 / VO2max R² with the 0.90625 one
+#: (0.3: the float model's 0.9); unpruned float 0.976 / 0.864 and 0.898 / 0.653):
+#: 1.0: 0.971 / 0.892 and 0.878 / 0.626; 0.5: 0.974 / 0.895 and 0.889 / 0.608;
+#: 0.3: 0.976 / 0.895 and 0.872 / 0.607. 0.5 keeps
+#: 343 multiply-accumulate blocks a step (1.0: 482, 0.3: 271). REAL differences of a point
+#: or two are within the noise of 19 sessions (compression.md's bootstrap intervals).
+MAC_SCORE_SCALE = 0.5
+
+
+def importance_scores(model: VO2Net) -> dict[tuple[nn.Module, str], torch.Tensor]:
+    """Pruning score of every prunable weight: |w| (LIF2, heads), or for the block-pruned
+    layers ``MAC_SCORE_SCALE`` x the mean |w| of the weight's block (so whole blocks go
+    together)."""
+    blocked = {id(m) for m in block_pruned(model)}
+    scores = {}
+    for module, name in prunable(model):
+        w = effective_weight(module)
+        scores[(module, name)] = torch.from_numpy(
+            MAC_SCORE_SCALE * block_importance(w.numpy()).astype(np.float32)) \
+            if id(module) in blocked else w.abs()
+    return scores
 
 
 def is_masked(model: nn.Module) -> bool:
@@ -108,7 +161,7 @@ def prune_global(model: VO2Net, amount: float) -> VO2Net:
         raise ValueError(f"sparsity must be in [0, 1), got {amount}")
     model = copy.deepcopy(model)
     prune.global_unstructured(prunable(model), pruning_method=prune.L1Unstructured,
-                              amount=amount)
+                              importance_scores=importance_scores(model), amount=amount)
     return detach_masked(model)
 
 

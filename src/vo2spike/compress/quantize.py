@@ -5,22 +5,24 @@ The integer arithmetic (see :mod:`vo2spike.compress.fixedpoint` for ``rq``, ``sa
 
 1. Input: raw x encoded as int16 q = floor(10 x + 0.5) (0.1 units). Standardisation in fixed
    point: ``z = sat8(rq(q - off_c, M_c, n_c))`` with off_c = round(10 mean_c) and
-   M_c 2^-n_c = 1 / (10 std_c s_in): int8 at the per-tensor scale s_in.
+   M_c 2^-n_c = 1 / (10 std_c s_in): int8 at the per-tensor scale s_in (32-bit).
 2. TCN block b (input a int8 at s_a, zero before t = 0, output scale s_b): BatchNorm folded
    into the conv; per-output-channel int8 weights W (scale s_w[o] = max|w_o| / 127), int32
-   bias B at s_a s_w[o]; ``acc = B + sum_{c,k} W[o,c,k] a[c, t-(K-1-k)d]``,
-   ``y = rq(max(acc, 0), M, n)`` (M 2^-n = s_a s_w[o] / s_b); residual requantised to the
-   same scale: ``r = rq(Br + sum_c Wr[o,c] a[c,t], Mr, nr)`` (1x1 conv, block 0) or
-   ``r = rq(a[o,t], Mr, nr)`` (identity, Mr 2^-nr = s_a / s_b); ``out = sat8(y + r)``.
+   bias B at s_a s_w[o]; ``acc = B + sum_{c,k} W[o,c,k] a[c, t-(K-1-k)d]``; the residual
+   ``r = Br + sum_c Wr[o,c] a[c,t]`` (1x1 conv, block 0) or ``r = a[o,t]`` (identity);
+   ``out = sat8((max(acc, 0) M[o] + r Mr[o] + 2^(n-1)) >> n)`` with M 2^-n = s_a s_w[o] / s_b,
+   Mr 2^-n = s_a s_wr[o] / s_b (identity: s_a / s_b), one n per block chosen so that the
+   sum is exact in int32 (``fixedpoint.multipliers32``).
 3. LIF layer (spiking): the membrane potential U of neuron j is kept in units of
    ``u_j 2^-F`` (u_j = input scale x weight scale of row j, F the layer's ``frac_bits``), so the
    synaptic current is the accumulator itself: ``I = (sum_i W[j,i] x_i) * 2^F + B'_j`` with
-   B' = round(b 2^F / u_j); ``U = decay(U) + I``; spike ``S = U > TH_j`` with
-   TH_j = round(threshold 2^F / u_j); then ``U -= S TH_j``. LIF1's input is the TCN output
-   (u_j = s_h s_w1[j]); LIF2's input is LIF1's 0/1 spikes (u_j = s_w2[j]), so its current is
-   a sum of int8 weights (no multiplication). LIF2's spikes are counted over the window.
-4. ANN twin instead: ``a1 = sat8(rq(max(B1 + W1 h, 0), M1, n1))``, the same for a2, and the
-   per-neuron sum of a2 over the window.
+   B' = round(b 2^F / u_j); ``U = U - (U >> k1) - (U >> k2) + I``; spike
+   ``S = U > TH_j`` with TH_j = round(threshold 2^F / u_j); then ``U -= S TH_j``. LIF1's
+   input is the TCN output (u_j = s_h s_w1[j]); LIF2's input is LIF1's 0/1 spikes
+   (u_j = s_w2[j]), so its current is a sum of int8 weights (no multiplication). LIF2's
+   spikes are counted over the window.
+4. ANN twin instead: ``a1 = sat8(rq(max(B1 + W1 h, 0), M1, n1))`` (32-bit, one n per
+   layer), the same for a2, and the per-neuron sum of a2 over the window.
 5. Heads (VO2, VO2max): ``out = rq(HB + sum_j HW[h,j] count_j, HM, HN)`` in mL/min: the
    de-standardisation (x std + mean) and the 1/T of the time average are folded into the
    bias HB and the multiplier (HM 2^-HN = s_hw[h] std_h / T, x s_a2 for the twin).
@@ -37,10 +39,13 @@ from pathlib import Path
 import numpy as np
 
 from vo2spike.compress.fixedpoint import (
+    ACT_BOUND,
     ACT_MAX,
-    BETA_BITS,
+    leak_shifts,
+    multipliers32,
     quantize_multiplier,
     quantize_weights,
+    shift_beta,
 )
 from vo2spike.compress.fold import (
     FoldedBlock,
@@ -94,18 +99,32 @@ def _int32(values: np.ndarray, what: str) -> np.ndarray:
 
 
 def _requant(values: np.ndarray) -> dict[str, list[int]]:
+    """64-bit requantisation (the heads)."""
     pairs = [quantize_multiplier(float(m)) for m in np.ravel(values)]
     return {"mult": [p[0] for p in pairs], "shift": [p[1] for p in pairs]}
 
 
+def _requant32(reals: list[np.ndarray], bounds: list[np.ndarray]) -> list[dict[str, list[int]]]:
+    """32-bit requantisation sharing one shift (see ``fixedpoint.multipliers32``): one
+    {"mult", "shift"} per term."""
+    mults, n = multipliers32(reals, bounds)
+    return [{"mult": [int(v) for v in m], "shift": [n] * len(m)} for m in mults]
+
+
+def _acc_bound(wq: np.ndarray, bias: np.ndarray, in_max: int) -> np.ndarray:
+    """Largest |sum_i W[o,i] x_i + B[o]| per row over inputs |x_i| <= in_max."""
+    w = np.abs(wq.reshape(wq.shape[0], -1).astype(np.int64))
+    return w.sum(axis=1) * in_max + np.abs(bias.astype(np.int64))
+
+
 def _frac_bits(th0: np.ndarray, wq: np.ndarray, bias0: np.ndarray, in_max: int,
-               beta_q15: int, what: str) -> int:
+               shifts: tuple[int, int], what: str) -> int:
     """Fractional bits F of a LIF layer's membrane: the smallest F >= 0 that gives every
     threshold at least MIN_THRESHOLD_UNITS, reduced while |U| could leave +-2**30.
 
     th0, bias0: threshold and bias in units u_j (F = 0); in_max: largest |input|."""
     f = max(0, math.ceil(math.log2(MIN_THRESHOLD_UNITS / max(float(th0.min()), 1e-12))))
-    leak = 1.0 - beta_q15 / (1 << BETA_BITS)
+    leak = 1.0 - shift_beta(shifts)
     while True:
         scale = 2.0**f
         current = np.abs(bias0) * scale + np.abs(wq.astype(np.float64)).sum(axis=1) * in_max \
@@ -119,16 +138,16 @@ def _frac_bits(th0: np.ndarray, wq: np.ndarray, bias0: np.ndarray, in_max: int,
 
 
 def _lif_layer(prefix: str, w: np.ndarray, b: np.ndarray, in_scale: float, in_max: int,
-               threshold: float, beta_q15: int, tensors: dict, lif_meta: dict,
+               threshold: float, shifts: tuple[int, int], tensors: dict, lif_meta: dict,
                scales: dict) -> None:
     wq, sw = quantize_weights(w)
     unit = in_scale * sw  # (H,) value of one accumulator unit, per neuron
     th0, bias0 = threshold / unit, b / unit
-    f = _frac_bits(th0, wq, bias0, in_max, beta_q15, prefix)
+    f = _frac_bits(th0, wq, bias0, in_max, shifts, prefix)
     tensors[f"{prefix}.weight"] = wq
     tensors[f"{prefix}.bias"] = _int32(bias0 * 2.0**f, f"{prefix}.bias")
     tensors[f"{prefix}.threshold"] = _int32(th0 * 2.0**f, f"{prefix}.threshold")
-    lif_meta[prefix] = {"frac_bits": f}
+    lif_meta[prefix] = {"frac_bits": f, "leak_shifts": list(shifts)}
     scales["weight"][prefix] = sw.tolist()
     scales["membrane_unit"][prefix] = (unit / 2.0**f).tolist()
 
@@ -136,19 +155,21 @@ def _lif_layer(prefix: str, w: np.ndarray, b: np.ndarray, in_scale: float, in_ma
 def _block(b: int, blk: FoldedBlock, s_in: float, s_out: float, tensors: dict,
            requant: dict, scales: dict) -> None:
     wq, sw = quantize_weights(blk.weight)
-    tensors[f"block{b}.weight"] = wq
-    tensors[f"block{b}.bias"] = _int32(blk.bias / (s_in * sw), f"block{b}.bias")
-    requant[f"block{b}"] = _requant(s_in * sw / s_out)
+    bias = _int32(blk.bias / (s_in * sw), f"block{b}.bias")
+    tensors[f"block{b}.weight"], tensors[f"block{b}.bias"] = wq, bias
     scales["weight"][f"block{b}"] = sw.tolist()
     n_out = blk.weight.shape[0]
+    conv_bound = _acc_bound(wq, np.maximum(bias, 0), ACT_BOUND)  # bounds max(acc, 0)
     if blk.res_weight is not None:
         rq_, srw = quantize_weights(blk.res_weight)
-        tensors[f"block{b}.res_weight"] = rq_
-        tensors[f"block{b}.res_bias"] = _int32(blk.res_bias / (s_in * srw), f"block{b}.res")
-        requant[f"block{b}.res"] = _requant(s_in * srw / s_out)
+        res_bias = _int32(blk.res_bias / (s_in * srw), f"block{b}.res")
+        tensors[f"block{b}.res_weight"], tensors[f"block{b}.res_bias"] = rq_, res_bias
         scales["weight"][f"block{b}.res"] = srw.tolist()
+        res_real, res_bound = s_in * srw / s_out, _acc_bound(rq_, res_bias, ACT_BOUND)
     else:
-        requant[f"block{b}.res"] = _requant(np.full(n_out, s_in / s_out))
+        res_real, res_bound = np.full(n_out, s_in / s_out), np.full(n_out, ACT_BOUND)
+    requant[f"block{b}"], requant[f"block{b}.res"] = _requant32(
+        [s_in * sw / s_out, res_real], [conv_bound, res_bound])
 
 
 def quantize_model(model: VO2Net, norm: Normalizer, calibration_x: np.ndarray, *,
@@ -189,7 +210,13 @@ def quantize_model(model: VO2Net, norm: Normalizer, calibration_x: np.ndarray, *
     scales: dict = {"input": s_z, "blocks": s_blk, "weight": {}, "membrane_unit": {}}
     off = np.round(mean * ENCODING["scale"])
     tensors["input.offset"] = _int32(off, "input.offset")
-    requant["input"] = _requant(1.0 / (ENCODING["scale"] * std * s_z))
+    in_real = 1.0 / (ENCODING["scale"] * std * s_z)
+    in_bound = 32768 + np.abs(tensors["input.offset"].astype(np.int64))  # |q - off|
+    requant["input"] = {"mult": [], "shift": []}
+    for c in range(len(in_real)):  # one shift per channel
+        (r,) = _requant32([in_real[c:c + 1]], [in_bound[c:c + 1]])
+        requant["input"]["mult"] += r["mult"]
+        requant["input"]["shift"] += r["shift"]
     for b, blk in enumerate(blocks):
         _block(b, blk, s_z if b == 0 else s_blk[b - 1], s_blk[b], tensors, requant, scales)
 
@@ -201,11 +228,10 @@ def quantize_model(model: VO2Net, norm: Normalizer, calibration_x: np.ndarray, *
     scales["weight"]["head"] = s_hw.tolist()
     lif_meta: dict = {}
     if cfg.spiking:
-        beta_q15 = int(round(cfg.beta * (1 << BETA_BITS)))
-        lif_meta["beta_q15"] = beta_q15
-        _lif_layer("lif1", fl.w1, fl.b1, s_h, ACT_MAX, cfg.threshold, beta_q15, tensors,
+        shifts = leak_shifts(cfg.beta)  # both layers share the trained beta
+        _lif_layer("lif1", fl.w1, fl.b1, s_h, ACT_BOUND, cfg.threshold, shifts, tensors,
                    lif_meta, scales)
-        _lif_layer("lif2", fl.w2, fl.b2, 1.0, 1, cfg.threshold, beta_q15, tensors,
+        _lif_layer("lif2", fl.w2, fl.b2, 1.0, 1, cfg.threshold, shifts, tensors,
                    lif_meta, scales)
         head_in = 1.0  # spike counts
     else:
@@ -217,9 +243,10 @@ def quantize_model(model: VO2Net, norm: Normalizer, calibration_x: np.ndarray, *
         for i, (w, bias, s_prev) in enumerate(((fl.w1, fl.b1, s_h), (fl.w2, fl.b2, s_a[0])),
                                               start=1):
             wq, sw = quantize_weights(w)
-            tensors[f"layer{i}.weight"] = wq
-            tensors[f"layer{i}.bias"] = _int32(bias / (s_prev * sw), f"layer{i}.bias")
-            requant[f"layer{i}"] = _requant(s_prev * sw / s_a[i - 1])
+            bq = _int32(bias / (s_prev * sw), f"layer{i}.bias")
+            tensors[f"layer{i}.weight"], tensors[f"layer{i}.bias"] = wq, bq
+            (requant[f"layer{i}"],) = _requant32([s_prev * sw / s_a[i - 1]],
+                                                 [_acc_bound(wq, np.maximum(bq, 0), ACT_BOUND)])
             scales["weight"][f"layer{i}"] = sw.tolist()
         head_in = s_a[1]  # sums of int8 layer-2 activations
     unit = s_hw * head_in * sd / t_len  # mL/min per head accumulator unit

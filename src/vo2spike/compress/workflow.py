@@ -39,6 +39,7 @@ from vo2spike.compress.prune import (
     DEFAULT_SPARSITY,
     FINETUNE_EPOCHS,
     GRADUAL_STEPS,
+    MAC_SCORE_SCALE,
     fine_tune_pruned,
     prune_and_fine_tune,
     pruning_schedule,
@@ -47,6 +48,7 @@ from vo2spike.compress.prune import (
     step_epochs,
     sweep_plot,
     sweep_table,
+    with_shift_leak,
 )
 from vo2spike.compress.quantize import quantize_folder, quantize_model
 from vo2spike.config import (
@@ -84,8 +86,11 @@ from vo2spike.vo2max import vo2max_record
 log = logging.getLogger("vo2spike")
 
 #: Where ``vo2spike run`` puts the compressed model inside a run directory.
-#: Test windows run on the emulated Cortex-M4 (QEMU with -icount: about 2 s each).
-QEMU_WINDOWS = 8
+#: Test windows run on the emulated Cortex-M4 (QEMU with -icount; spread over the split).
+QEMU_WINDOWS = 16
+#: Test windows of the per-stage instruction profiles (QEMU trace, callgrind): every
+#: fourth of the QEMU windows.
+PROFILE_WINDOWS = 4
 #: The models compared, by id (labels in vo2spike.metrics.MODEL_LABELS).
 SIM_ROWS = ["spiking", "pruned", "pruned_int8", "pruned_c", "twin", "twin_pruned_int8"]
 REAL_ROWS = ["spiking_real", "pruned_real", "pruned_int8_real", "twin_pruned_int8_real"]
@@ -149,29 +154,36 @@ def _c_measurements(folder: Path, test_x: np.ndarray, int8_out) -> dict:
     o = engine.run(q)
     out["bit_exact_windows"] = [int((o.out == int8_out.out).all(axis=1).sum()), len(q)]
     out["predictions"] = predictions(engine.model, o)
+    # The emulated M4 runs windows spread evenly over the test split (its activity, and so
+    # its spike-driven work, changes along a test).
+    pick = np.linspace(0, len(q) - 1, min(QEMU_WINDOWS, len(q))).astype(int)
+    few = q[pick[np.linspace(0, len(pick) - 1, min(PROFILE_WINDOWS, len(pick))).astype(int)]]
     if shutil.which("arm-none-eabi-gcc"):
-        elf = ec.build_arm(engine.c_dir, test_windows=q[:QEMU_WINDOWS])
+        elf = ec.build_arm(engine.c_dir, test_windows=q[pick])
         out["sizes"] = ec.size_report(engine.c_dir)
         if shutil.which("qemu-system-arm"):
             run = ec.run_qemu(elf, icount=True)
-            host = np.concatenate([int8_out.out, int8_out.spikes], axis=1)[:QEMU_WINDOWS]
+            host = np.concatenate([int8_out.out, int8_out.spikes], axis=1)[pick]
             same = (run.windows == host).all(axis=1)
-            stream = ec.expected_stream(engine.model, q[:QEMU_WINDOWS])
+            stream = ec.expected_stream(engine.model, q[pick])
             out["qemu"] = {"board": "mps2-an386 (Cortex-M4)", "windows": len(run.windows),
                            "bit_exact_windows": int(same.sum()),
                            "stream_bit_exact": bool(np.array_equal(run.stream, stream)),
                            "instructions_per_window": float(run.ticks.mean()
                                                             * ec.INSTRUCTIONS_PER_TICK)}
+            out["profile_qemu"] = ec.profile_qemu(engine.c_dir, few)
+            out["energy_estimate_64mhz"] = ec.energy_estimate(
+                out["qemu"]["instructions_per_window"])
         else:
             out["qemu_skipped"] = "qemu-system-arm not installed"
     else:
         out["sizes_skipped"] = "arm-none-eabi-gcc not installed"
     if shutil.which("valgrind"):
-        n = ec.callgrind_instructions(engine.c_dir, q[:16])
+        n = ec.callgrind_instructions(engine.c_dir, q[pick])
         out["x86_instructions_per_window"] = n
-        out["energy_estimate_64mhz"] = ec.energy_estimate(n)
+        out["profile_callgrind"] = ec.profile_callgrind(engine.c_dir, few)
         out["instructions_build"] = "host build (gcc -O2, x86-64), valgrind callgrind, " \
-                                    "vo2spike_window only, 16 test windows"
+                                    f"vo2spike_window only, {len(pick)} test windows"
     else:
         out["instructions_skipped"] = "valgrind not installed"
     out["storage_bytes"] = ec.storage_report(engine.model)
@@ -226,7 +238,10 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
     ft_cfg = config.fine_tune.config if config.fine_tune else \
         FineTuneConfig(spike_rate_penalty=config.train.spike_rate_penalty)
 
-    sim_only = {name: load_model(run_dir, twin=name == "twin", sim_only=True)[0]
+    # The integer engines leak by shift and subtract (beta = 1 - 2^-k): the pruned models
+    # are fine-tuned with that leak.
+    sim_only = {name: with_shift_leak(load_model(run_dir, twin=name == "twin",
+                                                 sim_only=True)[0])
                 for name in ("spiking", "twin")}
     final = {name: load_model(run_dir, twin=name == "twin")[0] for name in ("spiking", "twin")}
     norm = config.normalization
@@ -254,14 +269,17 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
                     "source": source, "models": {}}
     with atomic_dir(out, force=force, kind="compressed", inputs=inputs) as work:
         cfg = dataclasses.replace(
-            config, weights={MODEL_FILE: save_weights(pruned["spiking"], work / MODEL_FILE),
-                             TWIN_FILE: save_weights(pruned["twin"], work / TWIN_FILE)},
+            config, model=pruned["spiking"].config,
+            weights={MODEL_FILE: save_weights(pruned["spiking"], work / MODEL_FILE),
+                     TWIN_FILE: save_weights(pruned["twin"], work / TWIN_FILE)},
             compression=CompressionRecord(source, dict(config.weights), opts.sparsity,
                                           opts.finetune_epochs, int(len(sim_train)),
                                           schedule[:-1]))
         save_config(work, cfg)
         with stage("compress: int8 calibration"):
-            quantize_folder(work, sim_train.x)
+            # quantize_folder lists the int8 files in config.json: keep them in cfg, which
+            # is saved again below with the VO2max interval.
+            cfg.weights.update(quantize_folder(work, sim_train.x))
         say("measuring float, pruned, int8 and C engines on the simulated test split")
         with stage("compress: float, int8 and C engines on the sim test split"):
             report["models"] = _simulated_rows(work, final, pruned, norm, sim_test, opts,
@@ -318,7 +336,9 @@ def _simulated_rows(folder: Path, final: dict, pruned: dict, norm, test: Windows
     storage = ec.storage_report(int8.model)
     ops = pruned_energy["synaptic_ops"]
     int8_row = dict(nonzero=_nonzero(pruned["spiking"]), params=params,
-                    model_bytes=storage["stored"], storage="int8, bitmap + non-zero values",
+                    model_bytes=storage["stored"],
+                    storage="int8, 2x4 blocks; LIF2 " + ("dense" if ec.is_dense(
+                        int8.model.t("lif2.weight").T) else "bitmap"),
                     energy_nj=pruned_energy["energy_nj"]["int8"]["snn"]["total"],
                     synaptic_ops=ops["snn_lif1_macs"] + ops["snn_lif2_acs"])
     rows["pruned_int8"] = _model_row(None, score(test, p.vo2, p.vo2max)[0],
@@ -335,7 +355,7 @@ def _simulated_rows(folder: Path, final: dict, pruned: dict, norm, test: Windows
     rows["twin_pruned_int8"] = _model_row(
         None, score(test, tp.vo2, tp.vo2max)[0], nonzero=_nonzero(pruned["twin"]),
         params=params, model_bytes=ec.storage_report(twin8.model)["stored"],
-        storage="int8, bitmap + non-zero values", spike_rates={},
+        storage="int8, 2x4 blocks", spike_rates={},
         energy_nj=pruned_energy["energy_nj"]["int8"]["twin_dense"]["total"], synaptic_ops=None)
     return rows
 
@@ -465,14 +485,34 @@ def c_summary(c: dict | None) -> str:
                      "(QEMU -icount).")
     elif "qemu_skipped" in c:
         lines.append(f"- Emulated Cortex-M4 not run: {c['qemu_skipped']}.")
-    if "x86_instructions_per_window" in c:
+    if "energy_estimate_64mhz" in c:
         e = c["energy_estimate_64mhz"]
-        lines.append(f"- {c['x86_instructions_per_window']:,.0f} instructions per window "
-                     f"({c['instructions_build']}); at 64 MHz, assuming 1.4 cycles per "
-                     f"instruction and 50 µA/MHz at 3 V: {e['ms']:.0f} ms and "
-                     f"{e['uJ']:.0f} µJ per window, {e['average_uW_at_30s']:.1f} µW on average "
-                     "at one estimate every 30 s.")
+        lines.append(f"- At 64 MHz, from the ARM count, assuming 1.4 cycles per instruction "
+                     f"(loads 2 cycles, ALU and SMLAD 1, taken branches 2-4; flash wait "
+                     f"states hidden by the MCU's cache) and 50 µA/MHz at 3 V: "
+                     f"{e['ms']:.1f} ms and {e['uJ']:.0f} µJ per window, "
+                     f"{e['average_uW_at_30s']:.1f} µW on average at one estimate every 30 s.")
+    if "x86_instructions_per_window" in c:
+        lines.append(f"- Host: {c['x86_instructions_per_window']:,.0f} instructions per "
+                     f"window ({c['instructions_build']}; the plain-C fallback of the "
+                     "SMLAD / SXTB16 kernels).")
+    if "profile_qemu" in c:
+        lines += ["", f"Per stage on the emulated Cortex-M4 (-O2; an exact per-instruction "
+                  f"trace of {PROFILE_WINDOWS} test windows, `export_c.profile_qemu`):", "",
+                  ec.profile_table(c["profile_qemu"])]
+    if "profile_callgrind" in c:
+        lines += ["", "Per stage type on the host (x86-64, gcc -O2, callgrind; the kernels "
+                  "are plain C here):", "",
+                  ec.profile_table(c["profile_callgrind"], "x86-64 instructions / window")]
     return "\n".join(lines)
+
+
+def _leak_text(cfg: RunConfig) -> str:
+    from vo2spike.compress.fixedpoint import leak_shifts
+
+    k1, k2 = leak_shifts(cfg.model.beta)
+    return (f"U - (U >> {k1})" + (f" - (U >> {k2})" if k2 else "")
+            + f" (beta {cfg.model.beta:g}, the nearest such to the trained beta)")
 
 
 def _schedule_text(report: dict) -> str:
@@ -507,7 +547,10 @@ leave-one-person-out.
 
 - source run: `{report['source']}`.
 - pruning: {report['sparsity']:.0%} of the Conv1d and Linear weights (global L1; measured:
-  {measured}).
+  {measured}); the multiply-accumulate layers (TCN, LIF1; the twin's hidden layers) lose
+  whole blocks of 2 rows x 4 columns, ranked by {MAC_SCORE_SCALE:g} x their mean |w|
+  (`vo2spike.compress.prune`).
+- LIF leak: {_leak_text(cfg)}; the pruned model is fine-tuned with it.
 - pruning schedule: {_schedule_text(report)}.
 - int8: integer-only, activation scales from {cfg.compression.calibration_windows:,}
   simulated training windows.

@@ -1,52 +1,162 @@
 /* vo2spike C engine: the integer-only TCN + LIF network, one time step at a time.
  *
  * Arithmetic (the same as the NumPy reference engine, vo2spike.compress.int_engine):
- *   rq(x, M, n) = (x * M + 2^(n-1)) >> n  with a 64-bit product and an arithmetic shift,
- *   sat8(x)     = min(127, max(-127, x)),
- *   decay(U)    = (U * BETA_Q15 + 2^14) >> 15.
- * Weights are stored as a bitmap of the non-zero positions plus the packed non-zero int8
- * values, so pruned weights take one bit each. */
+ *   rq32(x, M, n) = (x * M + 2^(n-1)) >> n   in int32: the exporter chose M and n so that
+ *                   it cannot overflow (vo2spike.compress.fixedpoint.multipliers32);
+ *   TCN block     = sat8((max(acc, 0) * M + r * Mr + 2^(n-1)) >> n), the residual r inside
+ *                   the block's one rounding;
+ *   sat8(x)       = min(127, max(-128, x));
+ *   leak(U)       = U - (U >> k1) - (U >> k2)   (k2 = 0: U - (U >> k1));
+ *   heads         = (x * M + 2^(n-1)) >> n with a 64-bit product (once per window).
+ *
+ * The multiply-accumulate layers (TCN convs, block 0's residual, LIF1; the twin's hidden
+ * layers) are block-sparse: blocks of 2 rows x 4 adjacent columns (vo2spike.compress.blocks).
+ * Their input is packed once per step into int16 pairs, xe[j] = (x[4j], x[4j+2]) and
+ * xo[j] = (x[4j+1], x[4j+3]), so that a block is two weight words, two input words and
+ * four dual 16-bit multiply-accumulates (SMLAD on the Cortex-M4, plain C elsewhere: the
+ * same integers). */
 #include "vo2spike.h"
 
 /* Right shifts of negative values must be arithmetic (GCC and Clang guarantee it). */
 typedef char vo2_arithmetic_shift_check[((-8 >> 1) == -4) ? 1 : -1];
 
-/* An int8 matrix. Sparse (mask != 0): bit b of word k of row r set <=> column 32 k + b is
- * non-zero, and only the non-zero values are stored, row after row, in column order.
- * Dense (mask == 0, chosen when the bitmap would not be smaller): rows x cols values. */
-typedef struct {
-    uint16_t rows;
-    uint16_t cols;
-    uint16_t words; /* 32-bit mask words per row */
-    const uint32_t *mask;
-    const int8_t *w;
-} vo2_sparse_t;
+#if defined(__GNUC__)
+#define VO2_INLINE static inline __attribute__((always_inline))
+#else
+#define VO2_INLINE static inline
+#endif
 
-/* A TCN block: causal conv (BatchNorm folded) + ReLU, plus a residual requantised to the
- * block's output scale (a 1x1 conv when res.rows > 0, else the identity). */
+/* ------------------------------------------------------------------ dual 16-bit MACs */
+/* @stage = (profiles charge these helpers to their caller) */
+VO2_INLINE int32_t s16(uint32_t v) /* the low half, as int16 */
+{
+    return (int32_t)((v & 0xffffu) ^ 0x8000u) - 0x8000;
+}
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && !defined(VO2_NO_DSP)
+#include <arm_acle.h>
+#define VO2_DSP 1
+VO2_INLINE uint32_t sxtb16(uint32_t v) /* bytes 0 and 2, sign-extended to int16 */
+{
+    return (uint32_t)__sxtb16((int8x4_t)v);
+}
+VO2_INLINE uint32_t sxtb16_ror8(uint32_t v) /* bytes 1 and 3 (ACLE has no rotated form) */
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+VO2_INLINE int32_t smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return __smlad((int16x2_t)a, (int16x2_t)b, acc);
+}
+VO2_INLINE uint32_t sadd16(uint32_t a, uint32_t b) /* two int16 adds (no overflow here) */
+{
+    return (uint32_t)__sadd16((int16x2_t)a, (int16x2_t)b);
+}
+VO2_INLINE int8_t sat8(int32_t x) /* -128..127 */
+{
+    return (int8_t)__ssat(x, 8);
+}
+#else
+#define VO2_DSP 0
+VO2_INLINE int32_t s8(uint32_t v)
+{
+    return (int32_t)((v & 0xffu) ^ 0x80u) - 0x80;
+}
+VO2_INLINE uint32_t sxtb16(uint32_t v)
+{
+    return ((uint32_t)s8(v) & 0xffffu) | ((uint32_t)s8(v >> 16) << 16);
+}
+VO2_INLINE uint32_t sxtb16_ror8(uint32_t v)
+{
+    return sxtb16(v >> 8);
+}
+VO2_INLINE int32_t smlad(uint32_t a, uint32_t b, int32_t acc)
+{
+    return acc + s16(a) * s16(b) + s16(a >> 16) * s16(b >> 16);
+}
+VO2_INLINE uint32_t sadd16(uint32_t a, uint32_t b)
+{
+    return ((a + b) & 0xffffu) | (((a >> 16) + (b >> 16)) << 16);
+}
+VO2_INLINE int8_t sat8(int32_t x) /* -128..127 */
+{
+    return (int8_t)(x > 127 ? 127 : (x < -128 ? -128 : x));
+}
+#endif
+
+/* @stage other */
+/* A block-sparse int8 matrix: rows in pairs; each pair a list of blocks of 2 rows x 4
+ * adjacent columns, in column order. */
 typedef struct {
-    vo2_sparse_t conv; /* rows = VO2_CH, columns = VO2_K * cin, column k * cin + c */
-    const int32_t *bias;
-    const int32_t *mult;
-    const uint8_t *shift;
-    vo2_sparse_t res;
-    const int32_t *res_bias;
-    const int32_t *res_mult;
-    const uint8_t *res_shift;
-    uint16_t ring_off; /* this block's ring in vo2spike_state_t.ring */
-    uint8_t cin;
+    uint16_t pairs;        /* rows / 2 (0: no matrix) */
+    const uint8_t *col;    /* per row pair: its number of blocks n, then the column-block
+                              index j (columns 4j..4j+3) of each of its n blocks */
+    const uint32_t *w;     /* 2 words per block: row 2p's 4 weights, then row 2p+1's;
+                              byte i of a word is column 4j+i */
+} vo2_blocks_t;
+
+/* Per row pair of a requantised layer: int32 biases and int16 multipliers. */
+typedef struct {
+    int32_t bias[2];
+    int16_t mult[2];
+} vo2_rows_t;
+
+/* Per row pair of a residual 1x1 conv: int32 biases and multipliers. */
+typedef struct {
+    int32_t bias[2];
+    int32_t mult[2];
+} vo2_res_rows_t;
+
+/* Per neuron pair of a LIF layer: biases and thresholds (membrane units). */
+typedef struct {
+    int32_t bias[2];
+    int32_t th[2];
+} vo2_lif_t;
+
+/* A TCN block: causal conv (BatchNorm folded) + ReLU, plus a residual (a 1x1 conv when
+ * res.pairs > 0, else the identity), requantised together. */
+typedef struct {
+    vo2_blocks_t conv;     /* columns k * cin4 + c (tap k sees t - (K-1-k) * dil) */
+    const vo2_rows_t *rows;
+    vo2_blocks_t res;
+    const vo2_res_rows_t *res_rows;
+    int32_t res_scale;     /* the identity residual's multiplier */
+    uint16_t ring_off;     /* this block's ring in vo2spike_state_t.ring (words) */
+    uint8_t cin4;          /* input channels rounded up to a multiple of 4 */
     uint8_t dil;
-    uint8_t ring_len; /* (VO2_K - 1) * dil + 1 time steps */
+    uint8_t ring_len;      /* (VO2_K - 1) * dil + 1 time steps */
+    uint8_t shift;         /* n of the block's requantisation */
 } vo2_block_t;
 
 #include "vo2spike_model.h"
 
+
+/* Static buffers (sizes printed by `vo2spike export-c` and listed in vo2spike_model.h). */
+static vo2spike_state_t g_window;        /* vo2spike_window()'s state */
+static uint32_t g_xe[VO2_X16_WORDS];     /* the packed input of the layer being computed: */
+static uint32_t g_xo[VO2_X16_WORDS];     /* even and odd columns of each 4 */
+static uint32_t g_h[VO2_H_WORDS];        /* int8 output of the last TCN block (twin: also
+                                            of layer 1) */
+static int32_t g_res[VO2_CH];            /* a TCN block's residual, requantisation-ready */
+#if VO2_SPIKING
+/* LIF2's synaptic current of this step (|current| <= 64 x 127). Dense LIF2: int16 pairs,
+ * g_ce[k] = (neuron 4k, 4k+2), g_co[k] = (4k+1, 4k+3), as a packed weight word unpacks;
+ * sparse LIF2 (bitmap): one int16 per neuron. */
+#if VO2_LIF2_DENSE
+static uint32_t g_ce[VO2_HID / 4];
+static uint32_t g_co[VO2_HID / 4];
+#else
+static int16_t g_cur[VO2_HID];
+#endif
+#endif
+
 #if defined(__GNUC__)
 #define VO2_CTZ(m) __builtin_ctz(m)
 #else
-static int vo2_ctz(uint32_t m)
+static unsigned vo2_ctz(uint32_t m)
 {
-    int n = 0;
+    unsigned n = 0;
     while (!(m & 1u)) {
         m >>= 1;
         n++;
@@ -56,57 +166,50 @@ static int vo2_ctz(uint32_t m)
 #define VO2_CTZ(m) vo2_ctz(m)
 #endif
 
-/* Static buffers (sizes printed by `vo2spike export-c` and listed in vo2spike_model.h). */
-static vo2spike_state_t g_window;      /* vo2spike_window()'s state */
-static int32_t g_acc[VO2_ACC_MAX];     /* accumulators of the layer being computed */
-static int32_t g_racc[VO2_CH];         /* residual accumulators */
-static int8_t g_act[VO2_ACT_MAX];      /* the current layer's int8 input */
-static int8_t g_taps[VO2_TAPS_MAX];    /* a block's causal taps, tap after tap */
-#if VO2_SPIKING
-static uint8_t g_spk[VO2_HID];         /* LIF1 spikes of this step */
-#endif
+/* @stage = */
+/* The leak's second term (k = 0: none; the condition is a compile-time constant). */
+#define VO2_LEAK2(v, k) ((k) ? (v) >> ((k) ? (k) : 1) : 0)
 
-static int32_t rq(int32_t x, int32_t mult, uint8_t shift)
+VO2_INLINE int32_t relu(int32_t x)
 {
-    int64_t p = (int64_t)x * mult + ((int64_t)1 << (shift - 1));
-    return (int32_t)(p >> shift);
+    return x > 0 ? x : 0;
 }
 
-static int8_t sat8(int32_t x)
+/* @stage +pack: int8 words -> int16 pairs (see the top of this file) */
+VO2_INLINE void pack(const uint32_t *src, unsigned words, uint32_t *xe, uint32_t *xo)
 {
-    return (int8_t)(x > 127 ? 127 : (x < -127 ? -127 : x));
-}
-
-/* y[r] = sum of the non-zero w[r][c] * x[c] */
-static void spmv(const vo2_sparse_t *L, const int8_t *x, int32_t *y)
-{
-    const uint32_t *mask = L->mask;
-    const int8_t *w = L->w;
-    uint16_t r, k;
-    if (!mask) {
-        for (r = 0; r < L->rows; r++) {
-            int32_t acc = 0;
-            for (k = 0; k < L->cols; k++)
-                acc += (int32_t)w[k] * x[k];
-            w += L->cols;
-            y[r] = acc;
-        }
-        return;
-    }
-    for (r = 0; r < L->rows; r++) {
-        int32_t acc = 0;
-        for (k = 0; k < L->words; k++) {
-            uint32_t m = *mask++;
-            const int8_t *xk = x + 32 * k;
-            while (m) {
-                acc += (int32_t)(*w++) * xk[VO2_CTZ(m)];
-                m &= m - 1u;
-            }
-        }
-        y[r] = acc;
+    unsigned i;
+    for (i = 0; i < words; i++) {
+        uint32_t v = src[i];
+        xe[i] = sxtb16(v);
+        xo[i] = sxtb16_ror8(v);
     }
 }
 
+/* @stage +mac: acc[0], acc[1] += the next row pair's blocks (*col, *w: advanced past
+ * them) times (xe, xo) */
+VO2_INLINE void dot_pair(const uint8_t **colp, const uint32_t **wp, const uint32_t *xe,
+                         const uint32_t *xo, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1];
+    const uint8_t *col = *colp;
+    const uint32_t *w = *wp;
+    const uint8_t *end = col + 1 + *col;
+    for (col++; col != end; w += 2) {
+        unsigned j = *col++;
+        uint32_t x02 = xe[j], x13 = xo[j], w0 = w[0], w1 = w[1];
+        a0 = smlad(sxtb16(w0), x02, a0);
+        a0 = smlad(sxtb16_ror8(w0), x13, a0);
+        a1 = smlad(sxtb16(w1), x02, a1);
+        a1 = smlad(sxtb16_ror8(w1), x13, a1);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    *colp = col;
+    *wp = w;
+}
+
+/* @stage reset */
 static void state_reset(vo2spike_state_t *s)
 {
     uint16_t i;
@@ -114,10 +217,10 @@ static void state_reset(vo2spike_state_t *s)
     for (i = 0; i < VO2_HID; i++)
         s->u1[i] = s->u2[i] = 0;
 #endif
+    for (i = 0; i < VO2_RING_WORDS; i++)
+        s->ring[i] = 0;
     for (i = 0; i < VO2_HID; i++)
         s->counts[i] = 0;
-    for (i = 0; i < VO2_RING_BYTES; i++)
-        s->ring[i] = 0;
     for (i = 0; i < VO2_NBLOCKS; i++)
         s->pos[i] = 0;
     s->spikes1 = s->spikes2 = 0;
@@ -125,122 +228,232 @@ static void state_reset(vo2spike_state_t *s)
     s->active = 1;
 }
 
+/* One TCN step: the sample x in, the last block's int8 output in g_h. */
 static void tcn_step(vo2spike_state_t *s, const int16_t *x)
 {
-    uint16_t b, c, k, o;
-    for (c = 0; c < VO2_NIN; c++)
-        g_act[c] = sat8(rq((int32_t)x[c] - IN_OFF[c], IN_MULT[c], IN_SHIFT[c]));
+    unsigned b, c, k;
+    /* @stage input: standardise into block 0's ring (its padding channels stay 0) */
+    {
+        int8_t *in = (int8_t *)(s->ring + BLOCKS[0].ring_off) + s->pos[0] * BLOCKS[0].cin4;
+        for (c = 0; c < VO2_NIN; c++) {
+            uint8_t n = IN_SHIFT[c];
+            in[c] = sat8((((int32_t)x[c] - IN_OFF[c]) * IN_MULT[c] + (1 << (n - 1))) >> n);
+        }
+    }
     for (b = 0; b < VO2_NBLOCKS; b++) {
+        /* @stage taps: the K causal taps of the ring, packed */
         const vo2_block_t *B = &BLOCKS[b];
-        int8_t *ring = s->ring + B->ring_off;
-        int p = s->pos[b];
-        for (c = 0; c < B->cin; c++)
-            ring[p * B->cin + c] = g_act[c];
-        for (k = 0; k < VO2_K; k++) { /* tap k sees t - (K-1-k) * dil */
-            int i = p - (VO2_K - 1 - k) * B->dil;
-            const int8_t *src;
+        const uint32_t *ring = s->ring + B->ring_off;
+        unsigned words = B->cin4 / 4, p = s->pos[b], g;
+        const int8_t *cur = (const int8_t *)(ring + p * words); /* this step's input */
+        const uint8_t *col = B->conv.col;
+        const uint32_t *w = B->conv.w;
+        const vo2_rows_t *rows = B->rows, *end = rows + B->conv.pairs;
+        const int32_t round = 1 << (B->shift - 1);
+        const unsigned shift = B->shift;
+        int8_t *out;
+        for (k = 0; k < VO2_K; k++) {
+            int i = (int)p - (VO2_K - 1 - k) * B->dil;
             if (i < 0)
                 i += B->ring_len;
-            src = ring + i * B->cin;
-            for (c = 0; c < B->cin; c++)
-                g_taps[k * B->cin + c] = src[c];
+            pack(ring + i * words, words, g_xe + k * words, g_xo + k * words);
         }
         s->pos[b] = (uint8_t)(p + 1 == B->ring_len ? 0 : p + 1);
-        spmv(&B->conv, g_taps, g_acc);
-        if (B->res.rows)
-            spmv(&B->res, g_act, g_racc);
-        for (o = 0; o < VO2_CH; o++) {
-            int32_t a = g_acc[o] + B->bias[o];
-            int32_t y = rq(a > 0 ? a : 0, B->mult[o], B->shift[o]);
-            int32_t r = B->res.rows ? rq(g_racc[o] + B->res_bias[o], B->res_mult[o],
-                                         B->res_shift[o])
-                                    : rq(g_act[o], B->res_mult[o], B->res_shift[o]);
-            g_acc[o] = sat8(y + r);
+        out = b + 1 < VO2_NBLOCKS
+                  ? (int8_t *)(s->ring + BLOCKS[b + 1].ring_off)
+                        + s->pos[b + 1] * BLOCKS[b + 1].cin4
+                  : (int8_t *)g_h;
+        if (B->res.pairs) {
+            /* @stage residual: block 0, a 1x1 conv of this step's input (tap K-1) */
+            const uint32_t *re = g_xe + (VO2_K - 1) * words, *ro = g_xo + (VO2_K - 1) * words;
+            const uint8_t *rcol = B->res.col;
+            const uint32_t *rw = B->res.w;
+            const vo2_res_rows_t *rrows = B->res_rows;
+            for (g = 0; g < 2 * B->res.pairs; g += 2, rrows++) {
+                int32_t r[2];
+                r[0] = rrows->bias[0];
+                r[1] = rrows->bias[1];
+                dot_pair(&rcol, &rw, re, ro, r);
+                /* @stage requant */
+                g_res[g] = r[0] * rrows->mult[0] + round;
+                g_res[g + 1] = r[1] * rrows->mult[1] + round;
+            }
+            /* @stage conv: each row pair's blocks, then the requantisation with the residual */
+            for (g = 0; rows != end; rows++, g += 2) {
+                int32_t acc[2];
+                acc[0] = rows->bias[0];
+                acc[1] = rows->bias[1];
+                dot_pair(&col, &w, g_xe, g_xo, acc);
+                /* @stage requant */
+                out[g] = sat8((relu(acc[0]) * rows->mult[0] + g_res[g]) >> shift);
+                out[g + 1] = sat8((relu(acc[1]) * rows->mult[1] + g_res[g + 1]) >> shift);
+            }
+        } else {
+            /* @stage conv: the same with the identity residual */
+            const int32_t scale = B->res_scale;
+            for (; rows != end; rows++, cur += 2, out += 2) {
+                int32_t acc[2];
+                acc[0] = rows->bias[0];
+                acc[1] = rows->bias[1];
+                dot_pair(&col, &w, g_xe, g_xo, acc);
+                /* @stage requant */
+                out[0] = sat8((relu(acc[0]) * rows->mult[0] + cur[0] * scale + round) >> shift);
+                out[1] = sat8((relu(acc[1]) * rows->mult[1] + cur[1] * scale + round) >> shift);
+            }
         }
-        for (o = 0; o < VO2_CH; o++)
-            g_act[o] = (int8_t)g_acc[o];
     }
 }
 
 #if VO2_SPIKING
-static int32_t decay(int32_t u)
+/* @stage lif2 synapses: LIF1 neuron o spiked: its LIF2 weight column into the current */
+VO2_INLINE void lif2_synapses(unsigned o)
 {
-    return (int32_t)(((int64_t)u * VO2_BETA_Q15 + (1 << 14)) >> 15);
-}
-
-static void step(vo2spike_state_t *s, const int16_t *x)
-{
-    uint16_t i, j, k;
-    tcn_step(s, x);
-    spmv(&LIF1, g_act, g_acc);
-    for (j = 0; j < VO2_HID; j++) {
-        int32_t u = decay(s->u1[j]) + g_acc[j] * (1 << VO2_LIF1_FRAC) + LIF1_BIAS[j];
-        uint8_t spike = u > LIF1_TH[j];
-        if (spike)
-            u -= LIF1_TH[j];
-        s->u1[j] = u;
-        g_spk[j] = spike;
-        s->spikes1 += spike;
-        g_acc[j] = 0;
+    unsigned k;
+#if VO2_LIF2_DENSE /* 4 weights a word, two int16 adds an instruction */
+    const uint32_t *c = LIF2_W[o];
+    for (k = 0; k < VO2_HID / 4; k++) {
+        uint32_t v = c[k];
+        g_ce[k] = sadd16(g_ce[k], sxtb16(v));
+        g_co[k] = sadd16(g_co[k], sxtb16_ror8(v));
     }
-    /* LIF2's synaptic current: the weight columns of the inputs that spiked, added. */
-    for (i = 0; i < VO2_HID; i++) {
-        const int8_t *w = LIF2_W + LIF2_COL[i];
-        if (!g_spk[i])
-            continue;
-#if VO2_LIF2_DENSE
-        for (k = 0; k < VO2_HID; k++)
-            g_acc[k] += w[k];
-#else
-        for (k = 0; k < VO2_LIF2_WORDS; k++) {
-            uint32_t m = LIF2_MASK[i * VO2_LIF2_WORDS + k];
-            while (m) {
-                g_acc[32 * k + VO2_CTZ(m)] += *w++;
-                m &= m - 1u;
-            }
+#else /* the non-zero weights, found by their bitmap */
+    const int8_t *c = LIF2_W + LIF2_COL[o];
+    for (k = 0; k < VO2_LIF2_WORDS; k++) {
+        uint32_t m = LIF2_MASK[o * VO2_LIF2_WORDS + k];
+        int16_t *cur = g_cur + 32 * k;
+        while (m) {
+            cur[VO2_CTZ(m)] += *c++;
+            m &= m - 1u;
         }
+    }
 #endif
+}
+
+/* @stage lif2 neurons: leak, integrate, fire; returns the spike */
+VO2_INLINE int32_t lif2_neuron(int32_t *u, int32_t cur, int16_t *count, int32_t bias,
+                               int32_t th)
+{
+    int32_t v = *u;
+    v = v - (v >> VO2_LIF2_LEAK) - VO2_LEAK2(v, VO2_LIF2_LEAK2) + cur * (1 << VO2_LIF2_FRAC)
+        + bias;
+    if (v > th) {
+        *u = v - th;
+        ++*count;
+        return 1;
     }
-    for (j = 0; j < VO2_HID; j++) {
-        int32_t u = decay(s->u2[j]) + g_acc[j] * (1 << VO2_LIF2_FRAC) + LIF2_BIAS[j];
-        uint8_t spike = u > LIF2_TH[j];
-        if (spike)
-            u -= LIF2_TH[j];
-        s->u2[j] = u;
-        s->counts[j] = (int16_t)(s->counts[j] + spike);
-        s->spikes2 += spike;
+    *u = v;
+    return 0;
+}
+
+/* @stage lif1 neurons: leak, integrate, fire; returns the spike */
+VO2_INLINE int32_t lif1_neuron(int32_t *u, int32_t acc, int32_t bias, int32_t th)
+{
+    int32_t v = *u;
+    v = v - (v >> VO2_LIF1_LEAK) - VO2_LEAK2(v, VO2_LIF1_LEAK2) + acc * (1 << VO2_LIF1_FRAC)
+        + bias;
+    if (v > th) {
+        *u = v - th;
+        return 1;
     }
+    *u = v;
+    return 0;
+}
+
+/* @stage lif1 */
+static void step(vo2spike_state_t *s, const int16_t *x)
+{
+    unsigned o;
+    const uint8_t *col = LIF1.col;
+    const uint32_t *w = LIF1.w;
+    const vo2_lif_t *n1 = LIF1_N, *n2 = LIF2_N;
+    int32_t spikes1 = 0, spikes2 = 0;
+    tcn_step(s, x);
+    pack(g_h, VO2_CH / 4, g_xe, g_xo);
+    for (o = 0; o < VO2_HID; o += 2, n1++) {
+        int32_t acc[2] = {0, 0};
+        dot_pair(&col, &w, g_xe, g_xo, acc);
+        if (lif1_neuron(&s->u1[o], acc[0], n1->bias[0], n1->th[0])) {
+            spikes1++;
+            lif2_synapses(o);
+        }
+        if (lif1_neuron(&s->u1[o + 1], acc[1], n1->bias[1], n1->th[1])) {
+            spikes1++;
+            lif2_synapses(o + 1);
+        }
+    }
+    /* @stage lif2 neurons */
+#if VO2_LIF2_DENSE
+    for (o = 0; o < VO2_HID; o += 4, n2 += 2) {
+        uint32_t e = g_ce[o / 4], d = g_co[o / 4];
+        int32_t *u = s->u2 + o;
+        int16_t *count = s->counts + o;
+        g_ce[o / 4] = g_co[o / 4] = 0;
+        spikes2 += lif2_neuron(u, s16(e), count, n2[0].bias[0], n2[0].th[0]);
+        spikes2 += lif2_neuron(u + 1, s16(d), count + 1, n2[0].bias[1], n2[0].th[1]);
+        spikes2 += lif2_neuron(u + 2, s16(e >> 16), count + 2, n2[1].bias[0],
+                               n2[1].th[0]);
+        spikes2 += lif2_neuron(u + 3, s16(d >> 16), count + 3, n2[1].bias[1],
+                               n2[1].th[1]);
+    }
+#else
+    for (o = 0; o < VO2_HID; o += 2, n2++) {
+        spikes2 += lif2_neuron(&s->u2[o], g_cur[o], &s->counts[o], n2->bias[0], n2->th[0]);
+        spikes2 += lif2_neuron(&s->u2[o + 1], g_cur[o + 1], &s->counts[o + 1], n2->bias[1],
+                               n2->th[1]);
+        g_cur[o] = g_cur[o + 1] = 0;
+    }
+#endif
+    s->spikes1 += spikes1;
+    s->spikes2 += spikes2;
     s->t++;
 }
 #else
+/* @stage layers: one hidden layer of the twin, block-sparse, requantised (32-bit) */
+VO2_INLINE void twin_layer(const vo2_blocks_t *L, const vo2_rows_t *rows, uint8_t shift,
+                           int8_t *out, int16_t *sum)
+{
+    unsigned g, i;
+    const uint8_t *col = L->col;
+    const uint32_t *w = L->w;
+    int32_t round = 1 << (shift - 1);
+    for (g = 0; g < VO2_HID / 2; g++, rows++) {
+        int32_t acc[2];
+        acc[0] = rows->bias[0];
+        acc[1] = rows->bias[1];
+        dot_pair(&col, &w, g_xe, g_xo, acc);
+        for (i = 0; i < 2; i++) {
+            int8_t a = sat8((relu(acc[i]) * rows->mult[i] + round) >> shift);
+            if (out)
+                out[2 * g + i] = a;
+            else
+                sum[2 * g + i] = (int16_t)(sum[2 * g + i] + a);
+        }
+    }
+}
+
 static void step(vo2spike_state_t *s, const int16_t *x)
 {
-    uint16_t j;
     tcn_step(s, x);
-    spmv(&LAYER1, g_act, g_acc);
-    for (j = 0; j < VO2_HID; j++) {
-        int32_t a = g_acc[j] + LAYER1_BIAS[j];
-        g_act[j] = sat8(rq(a > 0 ? a : 0, LAYER1_MULT[j], LAYER1_SHIFT[j]));
-    }
-    spmv(&LAYER2, g_act, g_acc);
-    for (j = 0; j < VO2_HID; j++) {
-        int32_t a = g_acc[j] + LAYER2_BIAS[j];
-        s->counts[j] = (int16_t)(s->counts[j] + sat8(rq(a > 0 ? a : 0, LAYER2_MULT[j],
-                                                        LAYER2_SHIFT[j])));
-    }
+    pack(g_h, VO2_CH / 4, g_xe, g_xo);
+    twin_layer(&LAYER1, LAYER1_ROWS, VO2_LAYER1_SHIFT, (int8_t *)g_h, 0);
+    pack(g_h, VO2_HID / 4, g_xe, g_xo);
+    twin_layer(&LAYER2, LAYER2_ROWS, VO2_LAYER2_SHIFT, 0, s->counts);
     s->t++;
 }
 #endif
 
+/* @stage readout: both heads, once per window (64-bit requantisation) */
 static void readout(const vo2spike_state_t *s, vo2spike_result_t *r)
 {
     int32_t out[2];
     uint16_t h, j;
     for (h = 0; h < 2; h++) {
         int32_t acc = HEAD_BIAS[h];
+        int64_t p;
         for (j = 0; j < VO2_HID; j++)
             acc += (int32_t)HEAD_W[h][j] * s->counts[j];
-        out[h] = rq(acc, HEAD_MULT[h], HEAD_SHIFT[h]);
+        p = (int64_t)acc * HEAD_MULT[h] + ((int64_t)1 << (HEAD_SHIFT[h] - 1));
+        out[h] = (int32_t)(p >> HEAD_SHIFT[h]);
     }
     r->vo2 = out[0];
     r->vo2max = out[1];
@@ -248,6 +461,7 @@ static void readout(const vo2spike_state_t *s, vo2spike_result_t *r)
     r->spikes2 = s->spikes2;
 }
 
+/* @stage other */
 const char *vo2spike_fingerprint(void)
 {
     return VO2_FINGERPRINT;

@@ -25,10 +25,11 @@ typedef struct {
     int32_t u2[VO2_HID]; /* LIF2 membrane potentials */
 #endif
     int32_t spikes1, spikes2;
+    uint32_t ring[VO2_RING_WORDS]; /* each TCN block's recent int8 inputs (causal, dilated),
+                                      4 per word, input channels padded to a multiple of 4 */
     int16_t counts[VO2_HID]; /* LIF2 spike counts, or the twin's layer-2 activation sums */
     uint16_t t;              /* steps done */
     uint8_t pos[VO2_NBLOCKS];  /* ring write positions */
-    int8_t ring[VO2_RING_BYTES]; /* each TCN block's recent inputs (causal, dilated) */
     uint8_t active;
 } vo2spike_state_t;
 

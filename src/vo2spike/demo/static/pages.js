@@ -152,7 +152,7 @@
         "No compressed model exists yet in this model folder, so no accuracy after compression is shown.");
     box.append(p);
     const PRECISIONS = { float: "float32", int8: "int8 (as the engines run it)",
-      int8_shift_leak: "int8, leak by shift-and-add (not implemented)" };
+      int8_mult_leak: "int8, leak by multiply (the earlier engine)" };
     const en = info.compression && info.compression.energy;
     if (en) {
       const names = { snn: "spiking model", twin_dense: "ANN twin, dense",
