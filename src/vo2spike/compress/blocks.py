@@ -61,8 +61,8 @@ def block_importance(w: np.ndarray) -> np.ndarray:
     that an L1 ranking of these scores keeps or removes whole blocks and ranks blocks
     against single weights of other layers fairly (by mean magnitude)."""
     flat = np.abs(flat_columns(np.asarray(w, dtype=np.float64)))
-    mean = block_view(flat).mean(axis=(2, 3), keepdims=True)
-    full = np.broadcast_to(mean, block_view(flat).shape)
+    view = block_view(flat)
+    full = np.broadcast_to(view.mean(axis=(2, 3), keepdims=True), view.shape)
     o2, c = flat.shape
     return np.ascontiguousarray(unflatten(full.transpose(0, 2, 1, 3).reshape(o2, c),
                                           np.shape(w)))

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from vo2spike.compress import export_c as ec
 from vo2spike.compress.energy import energy_report, energy_table
+from vo2spike.compress.fixedpoint import leak_shifts
 from vo2spike.compress.int_engine import Int8Engine, encode_inputs, predictions, run_windows
 from vo2spike.compress.prune import (
     DEFAULT_SPARSITY,
@@ -508,8 +509,6 @@ def c_summary(c: dict | None) -> str:
 
 
 def _leak_text(cfg: RunConfig) -> str:
-    from vo2spike.compress.fixedpoint import leak_shifts
-
     k1, k2 = leak_shifts(cfg.model.beta)
     return (f"U - (U >> {k1})" + (f" - (U >> {k2})" if k2 else "")
             + f" (beta {cfg.model.beta:g}, the nearest such to the trained beta)")

@@ -168,7 +168,7 @@ static unsigned vo2_ctz(uint32_t m)
 
 /* @stage = */
 /* The leak's second term (k = 0: none; the condition is a compile-time constant). */
-#define VO2_LEAK2(v, k) ((k) ? (v) >> ((k) ? (k) : 1) : 0)
+#define VO2_LEAK2(v, k) ((k) ? (v) >> (k) : 0)
 
 VO2_INLINE int32_t relu(int32_t x)
 {
