@@ -78,13 +78,21 @@ def sparse_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mask, w[w != 0].astype(np.int8)
 
 
+#: LIF2 is stored dense (4 weights added per instruction pair, SXTAB16) unless that takes
+#: more than this many times the bytes of its bitmap + non-zeros + column starts. The
+#: shipped model's LIF2 is about 55% non-zero: dense takes 1.4x the bytes and a spike's
+#: column costs about a quarter of the instructions.
+DENSE_LIF2_MAX_RATIO = 1.5
+
+
 def storage_bytes(w: np.ndarray, blocked: bool = False) -> dict[str, int]:
     """Bytes of an int8 weight stored dense, as bitmap + packed non-zeros, as CSR (uint8
     column index + int8 value per non-zero, uint16 row pointers) and as 2 x 4 blocks
     (a uint8 count per row pair, a uint8 column index + 8 weights per non-zero block);
-    ``stored``: what the export uses (``blocked``: the blocks; else the bitmap, or dense
-    (4 weights added at a time) when the bitmap is not smaller). A conv weight (O, I, K)
-    counts in its block layout."""
+    ``stored``: what the export uses (``blocked``: the blocks; else dense (4 weights added
+    at a time) unless that takes over DENSE_LIF2_MAX_RATIO x the bitmap, its non-zeros and
+    its uint16 row starts, then the bitmap and non-zeros). A conv weight (O, I, K) counts
+    in its block layout."""
     w = flat_columns(w) if w.ndim == 3 else np.asarray(w)
     rows, cols = w.shape
     nnz = int((w != 0).sum())
@@ -92,14 +100,17 @@ def storage_bytes(w: np.ndarray, blocked: bool = False) -> dict[str, int]:
     sizes = {"dense": rows * cols, "bitmap": rows * ((cols + 31) // 32) * 4 + nnz,
              "csr": 2 * nnz + 2 * (rows + 1), "blocks": len(count) + 9 * len(blocks),
              "nonzero": nnz, "weights": int(np.size(w))}
-    sizes["stored"] = sizes["blocks"] if blocked else min(sizes["dense"], sizes["bitmap"])
+    dense = sizes["dense"] <= DENSE_LIF2_MAX_RATIO * (sizes["bitmap"] + 2 * (rows + 1))
+    sizes["stored"] = sizes["blocks"] if blocked else \
+        sizes["dense"] if dense else sizes["bitmap"]
     return sizes
 
 
 def is_dense(w: np.ndarray) -> bool:
-    """Whether the export stores LIF2's ``w`` dense: its bitmap would not be smaller."""
+    """Whether the export stores LIF2's ``w`` (a row per LIF1 neuron) dense: it takes at
+    most DENSE_LIF2_MAX_RATIO x the bytes of its bitmap, non-zeros and row starts."""
     s = storage_bytes(w)
-    return s["dense"] <= s["bitmap"]
+    return s["stored"] == s["dense"]
 
 
 def _matrices(m: IntModel) -> dict[str, tuple[np.ndarray, bool]]:
@@ -156,10 +167,11 @@ def _dims(m: IntModel) -> dict[str, int]:
     rings = [((k - 1) * d + 1) * c // 4 for d, c in zip(a["dilations"], cin4, strict=True)]
     x16 = max([k * c // 4 for c in cin4] + [a["channels"] // 4]
               + ([] if m.spiking else [a["hidden"] // 4]))  # words of each packed plane
+    res = any(has_res_conv(a, b) for b in range(nb))
     return {"NIN": a["n_inputs"], "CH": a["channels"], "HID": a["hidden"], "K": k,
             "NBLOCKS": nb, "T": a["window_s"], "STRIDE": a["stride_s"],
             "NSLOT": a["window_s"] // a["stride_s"], "RING_WORDS": sum(rings),
-            "X16_WORDS": x16,
+            "X16_WORDS": x16, "ACC": max(a["channels"] * (2 if res else 1), a["hidden"]),
             "H_WORDS": (a["channels"] if m.spiking else max(a["channels"], a["hidden"])) // 4}
 
 
@@ -174,7 +186,7 @@ def buffer_sizes(m: IntModel) -> dict[str, int]:
     state = (8 * d["HID"] if m.spiking else 0) + 8 + 4 * d["RING_WORDS"] + 2 * d["HID"] + 2 \
         + d["NBLOCKS"] + 1
     state = _align(state)
-    scratch = 8 * d["X16_WORDS"] + 4 * d["H_WORDS"] + 4 * d["CH"] \
+    scratch = 8 * d["X16_WORDS"] + 4 * d["H_WORDS"] + 4 * d["ACC"] \
         + (2 * d["HID"] if m.spiking else 0)
     return {"state": state, "stream": d["NSLOT"] * state + 4, "scratch": scratch,
             "window_ram": state + scratch, "stream_ram": d["NSLOT"] * state + 4 + scratch}
@@ -201,37 +213,43 @@ def _array(ctype: str, name: str, values: np.ndarray, hex_: bool = False) -> str
     return f"static const {ctype} {name}[{n}] = {body};\n"
 
 
-def _blocks(name: str, w: np.ndarray) -> tuple[str, str]:
+def _blocks(name: str, w: np.ndarray, bias: np.ndarray | None = None) -> tuple[str, str]:
     """Arrays + the vo2_blocks_t initialiser of a block-sparse weight (conv or Linear):
-    per row pair its block count then its column-block indices; the block weights."""
+    per row pair its block count then its column-block indices; per row pair its two int32
+    ``bias`` words (when given), then its block weights."""
     count, col, blocks = sparse_blocks(w)
     parts = np.split(col, np.cumsum(count)[:-1])
     stream = np.concatenate([np.concatenate([[n], part]) for n, part in
                              zip(count, parts, strict=True)])
-    words = np.ascontiguousarray(blocks.astype(np.uint8)).reshape(-1).view("<u4")
+    block_words = np.ascontiguousarray(blocks.astype(np.uint8)).reshape(-1, 8).view("<u4")
+    if bias is None:
+        words = block_words.reshape(-1)
+    else:
+        b = np.asarray(bias, dtype=np.int64).reshape(-1, 2).astype("<i4").view("<u4")
+        starts = np.concatenate([[0], np.cumsum(count)]).astype(int)
+        words = np.concatenate([np.concatenate([b[g], block_words[starts[g]:starts[g + 1]]
+                                                .reshape(-1)])
+                                for g in range(len(count))])
     text = _array("uint8_t", f"{name}_COL", stream) + \
         _array("uint32_t", f"{name}_W", words, hex_=True)
     return text, f"{{{len(count)}, {name}_COL, {name}_W}}"
 
 
-def _pairs(ctype: str, name: str, fields: list[np.ndarray]) -> str:
-    """An array of per-pair structs: {{a[0], a[1]}, {b[0], b[1]}} for each row pair."""
-    rows = []
-    for g in range(len(fields[0]) // 2):
-        rows.append("{" + ", ".join(f"{{{int(f[2 * g])}, {int(f[2 * g + 1])}}}"
-                                     for f in fields) + "}")
+def _structs(ctype: str, name: str, fields: list[np.ndarray]) -> str:
+    """An array of structs, {a[i], b[i]} for each i."""
+    rows = ["{" + ", ".join(str(int(f[i])) for f in fields) + "}"
+            for i in range(len(fields[0]))]
     return f"static const {ctype} {name}[{len(rows)}] = {{\n    " + ",\n    ".join(rows) \
         + "\n};\n"
 
 
-def _rows(m: IntModel, stage: str, bias: np.ndarray, name: str,
-          ctype: str = "vo2_rows_t") -> tuple[str, int]:
-    """The array of (bias, multiplier) per row pair of a 32-bit requantised layer (int16
-    multipliers; a residual's ``vo2_res_rows_t``: int32) and its one shift."""
+def _mults(m: IntModel, stage: str, name: str, ctype: str = "int16_t") -> tuple[str, int]:
+    """The per-row multipliers of a 32-bit requantised layer (int16; a residual's int32)
+    and its one shift."""
     mult, shift = m.mult_shift(stage)
     if len(set(shift.tolist())) != 1:
         raise ValueError(f"requant.{stage}: the C engine needs one shift per layer")
-    return _pairs(ctype, name, [bias, mult]), int(shift[0])
+    return _array(ctype, name, mult), int(shift[0])
 
 
 def _requant_arrays(m: IntModel, stage: str, name: str) -> str:
@@ -263,20 +281,21 @@ def model_header(m: IntModel, fingerprint: str, sizes: dict, storage: dict) -> s
            f" * Static buffers (bytes): window state {sizes['state']}, scratch "
            f"{sizes['scratch']} (vo2spike_window: {sizes['window_ram']} in all);\n"
            f" * vo2spike_stream_t {sizes['stream']} (a caller's stream adds this).\n */\n"]
-    out.append(_array("int32_t", "IN_OFF", m.t("input.offset")))
     mult, shift = m.mult_shift("input")
-    out.append(_array("int16_t", "IN_MULT", mult) + _array("uint8_t", "IN_SHIFT", shift))
+    out.append(_structs("vo2_input_t", "INPUT", [m.t("input.offset"),
+                                                 1 << (shift.astype(np.int64) - 1), mult,
+                                                 shift]))
     blocks, off = [], 0
     for b, dil in enumerate(a["dilations"]):
-        text, conv = _blocks(f"B{b}", m.t(f"block{b}.weight"))
-        rows, shift = _rows(m, f"block{b}", m.t(f"block{b}.bias"), f"B{b}_ROWS")
+        text, conv = _blocks(f"B{b}", m.t(f"block{b}.weight"), m.t(f"block{b}.bias"))
+        rows, shift = _mults(m, f"block{b}", f"B{b}_MULT")
         out.append(text + rows)
         if has_res_conv(a, b):
-            text, res = _blocks(f"B{b}R", m.t(f"block{b}.res_weight"))
-            rows, _ = _rows(m, f"block{b}.res", m.t(f"block{b}.res_bias"), f"B{b}R_ROWS",
-                            "vo2_res_rows_t")
+            text, res = _blocks(f"B{b}R", m.t(f"block{b}.res_weight"),
+                                m.t(f"block{b}.res_bias"))
+            rows, _ = _mults(m, f"block{b}.res", f"B{b}R_MULT", "int32_t")
             out.append(text + rows)
-            res_rows, res_scale = f"B{b}R_ROWS", 0
+            res_rows, res_scale = f"B{b}R_MULT", 0
         else:
             res, res_rows = "{0, 0, 0}", "0"
             rmult, _ = m.mult_shift(f"block{b}.res")
@@ -287,8 +306,9 @@ def model_header(m: IntModel, fingerprint: str, sizes: dict, storage: dict) -> s
         cin4, length = padded(block_inputs(a, b)), (a["kernel_size"] - 1) * dil + 1
         if length > 255 or off > 65535:
             raise ValueError("dilation too large for the C engine's ring buffers")
-        blocks.append(f"    {{{conv}, B{b}_ROWS, {res}, {res_rows}, {res_scale}, {off}, "
-                      f"{cin4}, {dil}, {length}, {shift}}}")
+        words = cin4 // 4
+        blocks.append(f"    {{{conv}, B{b}_MULT, {res}, {res_rows}, {res_scale}, {off}, "
+                      f"{length * words}, {dil * words}, {words}, {length}, {shift}}}")
         off += length * cin4 // 4
     out.append("static const vo2_block_t BLOCKS[VO2_NBLOCKS] = {\n" + ",\n".join(blocks)
                + "\n};\n")
@@ -297,11 +317,15 @@ def model_header(m: IntModel, fingerprint: str, sizes: dict, storage: dict) -> s
             k1, k2 = m.leak_shifts(i)
             out.append(f"#define VO2_LIF{i}_LEAK {k1}\n#define VO2_LIF{i}_LEAK2 {k2}\n"
                        f"#define VO2_LIF{i}_FRAC {m.frac_bits(i)}\n")
-        text, lif1 = _blocks("LIF1", m.t("lif1.weight"))
+        # LIF1 adds acc * 2^frac + bias: the multiples of 2^frac of the bias start its
+        # accumulators, the rest stays with the neuron (the same integers)
+        frac, bias1 = m.frac_bits(1), m.t("lif1.bias").astype(np.int64)
+        text, lif1 = _blocks("LIF1", m.t("lif1.weight"), bias1 >> frac)
         out.append(text + f"static const vo2_blocks_t LIF1 = {lif1};\n")
-        for i in (1, 2):
-            out.append(_pairs("vo2_lif_t", f"LIF{i}_N", [m.t(f"lif{i}.bias"),
-                                                        m.t(f"lif{i}.threshold")]))
+        out.append(_structs("vo2_lif_t", "LIF1_N", [bias1 - ((bias1 >> frac) << frac),
+                                                    m.t("lif1.threshold")]))
+        out.append(_structs("vo2_lif_t", "LIF2_N", [m.t("lif2.bias"),
+                                                    m.t("lif2.threshold")]))
         cols = m.t("lif2.weight").T  # (inputs, outputs): a column per LIF1 neuron
         if is_dense(cols):  # word k of input i = its weights to LIF2 neurons 4k..4k+3
             words = np.ascontiguousarray(cols.astype(np.uint8)).reshape(
@@ -321,9 +345,10 @@ def model_header(m: IntModel, fingerprint: str, sizes: dict, storage: dict) -> s
                        + _array("uint16_t", "LIF2_COL", starts))
     else:
         for i in (1, 2):
-            text, layer = _blocks(f"LAYER{i}", m.t(f"layer{i}.weight"))
+            text, layer = _blocks(f"LAYER{i}", m.t(f"layer{i}.weight"),
+                                  m.t(f"layer{i}.bias"))
             out.append(text + f"static const vo2_blocks_t LAYER{i} = {layer};\n")
-            rows, shift = _rows(m, f"layer{i}", m.t(f"layer{i}.bias"), f"LAYER{i}_ROWS")
+            rows, shift = _mults(m, f"layer{i}", f"LAYER{i}_MULT")
             out.append(rows + f"#define VO2_LAYER{i}_SHIFT {shift}\n")
     hw = m.t("head.weight")
     out.append(f"static const int8_t HEAD_W[2][{d['HID']}] = {{\n    "
@@ -577,14 +602,73 @@ def _arm_size(path: Path) -> dict[str, int]:
     return sizes
 
 
+def _library_frame(disassembly: str, name: str) -> int:
+    """Stack bytes a library function of the image takes: its pushes and ``sub sp`` before
+    its first branch (newlib's memset: push {r4, r5, lr}, 12 bytes)."""
+    found = re.search(rf"^[0-9a-f]+ <{re.escape(name)}>:\n((?:.+\n)+?)\n", disassembly,
+                      re.M)
+    if not found:
+        raise CBuildError(f"no {name} in the image to bound its stack")
+    frame = 0
+    for line in found.group(1).splitlines():
+        parts = line.split("\t")  # address:, mnemonic, operands[, comment]
+        op = parts[1].strip() if len(parts) > 1 else ""
+        args = parts[2] if len(parts) > 2 else ""
+        if op.startswith(("push", "stmdb")):
+            frame += 4 * len(args[args.index("{") + 1:args.index("}")].split(","))
+        elif op.startswith("sub") and args.startswith("sp, "):
+            frame += int(re.search(r"#(\d+)", args).group(1))
+        elif op.startswith(("b", "cb")) and not op.startswith(("bic", "bfc", "bfi")):
+            break
+    return frame
+
+
+def stack_bound(c_dir: Path) -> int:
+    """Bytes of stack the engine takes at most: the deepest call chain from its entry
+    points (vo2spike_window, vo2spike_stream_push, ...), each function's frame from GCC's
+    call graph (-fcallgraph-info=su: frames and calls, after inlining; the engine has no
+    recursion or indirect calls), a library function's from its prologue in the image."""
+    c_dir = Path(c_dir)
+    ci = c_dir / "arm" / "vo2spike.ci"
+    try:
+        text = ci.read_text()
+    except OSError as e:
+        raise CBuildError(f"{ci}: no call graph ({e}); build with make arm") from e
+    frames: dict[str, int | None] = {}
+    for title, label in re.findall(r'node: \{ title: "([^"]+)" label: "([^"]*)"', text):
+        found = re.search(r"(\d+) bytes \((\w+)\)", label)
+        if found and found.group(2) != "static":
+            raise CBuildError(f"{ci}: {title} has a {found.group(2)} stack frame")
+        frames[title] = int(found.group(1)) if found else None
+    calls: dict[str, set[str]] = {}
+    for src, dst in re.findall(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"',
+                               text):
+        calls.setdefault(src, set()).add(dst)
+    missing = [n for n, f in frames.items() if f is None]
+    if missing:
+        dis = _run(["arm-none-eabi-objdump", "-d", "--no-show-raw-insn", str(c_dir / ELF)],
+                   "arm-none-eabi-objdump").stdout
+        for name in missing:
+            frames[name] = _library_frame(dis, name)
+
+    def deepest(name: str, seen: tuple[str, ...] = ()) -> int:
+        if name in seen:
+            raise CBuildError(f"{ci}: recursion through {name}")
+        return (frames.get(name) or 0) + max(
+            [deepest(c, seen + (name,)) for c in calls.get(name, ())], default=0)
+
+    roots = [n for n in frames if not n.startswith("vo2spike.c:")]  # the extern functions
+    return max(deepest(n) for n in roots if n.startswith("vo2spike_"))
+
+
 def size_report(c_dir: Path) -> dict[str, int]:
     """Flash and RAM of the ARM build (after :func:`build_arm`), from arm-none-eabi-size.
 
     engine_*: vo2spike.o alone (code, weights and tables, static buffers: what a watch
     firmware links) and the library functions it calls (newlib's memset); elf_*: the whole
-    QEMU image (with start-up, the test program, its test windows); stack: the sum of every
-    engine function's frame (-fstack-usage; an upper bound of the deepest call chain).
-    flash_bytes = engine + its library functions; ram_bytes = static buffers + stack."""
+    QEMU image (with start-up, the test program, its test windows); stack: the deepest call
+    chain of the engine (:func:`stack_bound`). flash_bytes = engine + its library
+    functions; ram_bytes = static buffers + stack."""
     c_dir = Path(c_dir)
     obj = _arm_size(c_dir / "arm" / "vo2spike.o")
     code = sum(v for k, v in obj.items() if k.startswith(".text"))
@@ -592,10 +676,7 @@ def size_report(c_dir: Path) -> dict[str, int]:
     data = sum(v for k, v in obj.items() if k.startswith(".data"))
     bss = sum(v for k, v in obj.items() if k.startswith(".bss"))
     elf = _arm_size(c_dir / ELF)
-    stack = 0
-    su = c_dir / "arm" / "vo2spike.su"
-    if su.is_file():
-        stack = sum(int(line.split("\t")[1]) for line in su.read_text().splitlines() if line)
+    stack = stack_bound(c_dir)
     nm = _run(["arm-none-eabi-nm", "-S", str(c_dir / ELF)], "arm-none-eabi-nm").stdout
     symbols = {p[3]: int(p[1], 16) for p in (line.split() for line in nm.splitlines())
                if len(p) == 4}
@@ -709,6 +790,13 @@ def profile_stages(stages: list[str], n_blocks: int) -> dict[str, int]:
                 ended = True
             elif stage == "taps" and ended and block < n_blocks - 1:
                 block, convolved, ended = block + 1, False, False
+            elif stage == "+pack" and context in ("input", "requant"):
+                # packing scheduled before the rest of a block's taps: the block's
+                # (after the last block's requantisation: LIF1's)
+                if context == "input" or block < n_blocks - 1:
+                    if context == "requant":
+                        block, convolved, ended = block + 1, False, False
+                    context = "taps"
             if not stage.startswith("+"):
                 context = stage
             last = stage
@@ -718,8 +806,8 @@ def profile_stages(stages: list[str], n_blocks: int) -> dict[str, int]:
             caller = "lif1" if context.startswith(("lif1", "lif2")) else context
             if stage == "+mac" and caller == "taps":  # scheduled before the conv's loop
                 caller = "conv"
-            elif stage == "+pack" and caller not in ("taps", "conv"):  # only LIF1 packs else
-                caller = "lif1"
+            elif stage == "+pack":  # the TCN's taps, then (the TCN done) LIF1's input
+                caller = "lif1" if block == n_blocks - 1 and ended else "taps"
             name = f"{stage[1:]} ({caller}{f' b{block}' if caller in BLOCK_STAGES else ''})"
         else:
             name = f"{stage} b{block}" if stage in BLOCK_STAGES else stage
