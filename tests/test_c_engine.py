@@ -187,6 +187,10 @@ def test_cortex_m4_under_qemu_equals_the_host_engine(builds, sim_windows):
         assert ec.float_symbols(c_dir) == []
         sizes = ec.size_report(c_dir)
         assert sizes["flash_bytes"] <= 32 * 1024 and sizes["ram_bytes"] <= 8 * 1024
+        frames = {line.split("\t")[0].rsplit(":", 1)[-1]: int(line.split("\t")[1])
+                  for line in (c_dir / "arm" / "vo2spike.su").read_text().splitlines()}
+        stack = sizes["engine_stack_bytes"]  # a chain of frames, at most all of them
+        assert frames["vo2spike_window"] + frames["step"] <= stack <= sum(frames.values())
         if key == "pruned":  # the aim: half the budget
             assert sizes["flash_bytes"] <= 16 * 1024 and sizes["ram_bytes"] <= 4 * 1024
 
@@ -208,6 +212,48 @@ def test_profile_stages_follow_blocks_and_callers():
     assert counts["input"] == 2 and counts["pack (taps b0)"] == 1
     assert counts["mac (conv b1)"] == 1 and counts["conv b0"] == counts["conv b1"] == 2
     assert counts["mac (lif1)"] == 2 and sum(counts.values()) == len(seq)
+    # packing the compiler scheduled before a block's other taps work is still the block's;
+    # after the last block it is LIF1's input
+    seq = ["input", "+pack", "taps", "conv", "+mac", "requant", "+pack", "taps", "conv",
+           "+mac", "requant", "+pack", "lif1", "+mac"]
+    counts = ec.profile_stages(seq, n_blocks=2)
+    assert counts["pack (taps b0)"] == counts["pack (taps b1)"] == counts["pack (lif1)"] == 1
+    assert counts["requant b1"] == 1 and counts["mac (lif1)"] == 1
+
+
+def test_stack_bound_is_the_deepest_call_chain():
+    graph = """graph: { title: "vo2spike.c"
+node: { title: "vo2spike.c:leaf" label: "leaf\nvo2spike.c:1:1\n16 bytes (static)" }
+node: { title: "vo2spike.c:mid" label: "mid\nvo2spike.c:2:1\n40 bytes (static)" }
+node: { title: "memset" label: "__builtin_memset\n<built-in>" shape : ellipse }
+node: { title: "vo2spike_window" label: "vo2spike_window\nvo2spike.c:3:1\n8 bytes (static)" }
+edge: { sourcename: "vo2spike_window" targetname: "vo2spike.c:mid" }
+edge: { sourcename: "vo2spike.c:mid" targetname: "vo2spike.c:leaf" }
+edge: { sourcename: "vo2spike_window" targetname: "memset" }
+}"""
+    assert ec.deepest_stack(graph, lambda name: 12) == 8 + 40 + 16
+    assert ec.deepest_stack(graph, lambda name: 100) == 8 + 100
+    with pytest.raises(ec.CBuildError, match="no stack frame for memset"):
+        ec.deepest_stack(graph)
+    with pytest.raises(ec.CBuildError, match="recursion"):
+        ec.deepest_stack(graph.replace('targetname: "memset"', 'targetname: "vo2spike_window"'),
+                         len)
+    with pytest.raises(ec.CBuildError, match="dynamic"):
+        ec.deepest_stack(graph.replace("16 bytes (static)", "16 bytes (dynamic)"), len)
+    dis = ("00000a34 <memset>:\n     a34:\tlsls\tr3, r0, #30\n     a36:\tpush\t{r4, r5, lr}\n"
+           "     a38:\tsub\tsp, #8\t@ 0x8\n     a3a:\tbeq.n\taca <memset+0x96>\n"
+           "     a3c:\tpush\t{r6}\n\n")
+    assert ec._library_frame(dis, "memset") == 12 + 8
+
+
+def test_lif2_is_stored_dense_unless_that_costs_much_more():
+    rng = np.random.default_rng(0)
+    w = rng.integers(-127, 128, (64, 64)).astype(np.int8)
+    half = np.where(rng.random(w.shape) < 0.55, w, 0).astype(np.int8)
+    tenth = np.where(rng.random(w.shape) < 0.1, w, 0).astype(np.int8)
+    assert ec.is_dense(half) and ec.storage_bytes(half)["stored"] == 64 * 64
+    assert not ec.is_dense(tenth)
+    assert ec.storage_bytes(tenth)["stored"] == ec.storage_bytes(tenth)["bitmap"] < 64 * 64
 
 
 @needs_arm

@@ -315,6 +315,21 @@ def energy_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def dense_lif2_note(report: dict, hidden: int) -> str:
+    """Markdown: what the int8 spiking layers cost when LIF2 is stored dense, as the C engine
+    may store it (a spike adds its whole column, zeros too: ``hidden`` accumulates)."""
+    r = report
+    counted = float(np.mean(r["counts"]["snn"]["layer2"]["ac"]))
+    dense = r["spike_rates"]["layer1"] * hidden * r["steps"] * hidden
+    snn = r["energy_nj"]["int8"]["snn"]["spiking_layers"] \
+        + (dense - counted) * op_energy_pj("ac", "int8") / 1000
+    skip = r["energy_nj"]["int8"]["twin_skip_zeros"]["spiking_layers"]
+    return (f"- The C engine stores LIF2 dense and adds a spike's whole column, zeros too: "
+            f"{dense:,.0f} accumulates a window instead of {counted:,.0f}, so its int8 "
+            f"spiking layers take {snn:.1f} nJ ({'below' if snn < skip else 'above'} the "
+            f"zero-skipping twin's {skip:.1f}).")
+
+
 def _rate(rate: float | None) -> str:
     if rate is None:
         return "none (cheaper at every rate)"

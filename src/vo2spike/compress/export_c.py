@@ -623,42 +623,58 @@ def _library_frame(disassembly: str, name: str) -> int:
     return frame
 
 
+def deepest_stack(call_graph: str, library_frame=None, where: str = "call graph") -> int:
+    """Bytes of stack of the deepest call chain from the extern ``vo2spike_*`` functions of
+    a GCC call graph (``-fcallgraph-info=su``, VCG text: a node per function with its
+    frame, an edge per call). ``library_frame(name)`` gives the frame of a function the
+    graph has no frame for (a library call). Refuses dynamic frames and recursion."""
+    frames: dict[str, int | None] = {}
+    for title, label in re.findall(r'node: \{ title: "([^"]+)" label: "([^"]*)"',
+                                   call_graph):
+        found = re.search(r"(\d+) bytes \((\w+)\)", label)
+        if found and found.group(2) != "static":
+            raise CBuildError(f"{where}: {title} has a {found.group(2)} stack frame")
+        frames[title] = int(found.group(1)) if found else None
+    calls: dict[str, set[str]] = {}
+    for src, dst in re.findall(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"',
+                               call_graph):
+        calls.setdefault(src, set()).add(dst)
+    for name in [n for n, f in frames.items() if f is None]:
+        if library_frame is None:
+            raise CBuildError(f"{where}: no stack frame for {name}")
+        frames[name] = library_frame(name)
+
+    def deepest(name: str, seen: tuple[str, ...] = ()) -> int:
+        if name in seen:
+            raise CBuildError(f"{where}: recursion through {name}")
+        return (frames.get(name) or 0) + max(
+            [deepest(c, seen + (name,)) for c in calls.get(name, ())], default=0)
+
+    roots = [n for n in frames if n.startswith("vo2spike_")]  # extern: no "file.c:" prefix
+    if not roots:
+        raise CBuildError(f"{where}: no vo2spike_* function")
+    return max(deepest(n) for n in roots)
+
+
 def stack_bound(c_dir: Path) -> int:
-    """Bytes of stack the engine takes at most: the deepest call chain from its entry
-    points (vo2spike_window, vo2spike_stream_push, ...), each function's frame from GCC's
-    call graph (-fcallgraph-info=su: frames and calls, after inlining; the engine has no
-    recursion or indirect calls), a library function's from its prologue in the image."""
+    """Bytes of stack the ARM build of the engine takes at most: :func:`deepest_stack` of
+    its call graph (frames after inlining; the engine has no recursion or indirect calls),
+    a library function's frame read from its prologue in the image."""
     c_dir = Path(c_dir)
     ci = c_dir / "arm" / "vo2spike.ci"
     try:
         text = ci.read_text()
     except OSError as e:
         raise CBuildError(f"{ci}: no call graph ({e}); build with make arm") from e
-    frames: dict[str, int | None] = {}
-    for title, label in re.findall(r'node: \{ title: "([^"]+)" label: "([^"]*)"', text):
-        found = re.search(r"(\d+) bytes \((\w+)\)", label)
-        if found and found.group(2) != "static":
-            raise CBuildError(f"{ci}: {title} has a {found.group(2)} stack frame")
-        frames[title] = int(found.group(1)) if found else None
-    calls: dict[str, set[str]] = {}
-    for src, dst in re.findall(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"',
-                               text):
-        calls.setdefault(src, set()).add(dst)
-    missing = [n for n, f in frames.items() if f is None]
-    if missing:
-        dis = _run(["arm-none-eabi-objdump", "-d", "--no-show-raw-insn", str(c_dir / ELF)],
-                   "arm-none-eabi-objdump").stdout
-        for name in missing:
-            frames[name] = _library_frame(dis, name)
+    dis: list[str] = []
 
-    def deepest(name: str, seen: tuple[str, ...] = ()) -> int:
-        if name in seen:
-            raise CBuildError(f"{ci}: recursion through {name}")
-        return (frames.get(name) or 0) + max(
-            [deepest(c, seen + (name,)) for c in calls.get(name, ())], default=0)
+    def library_frame(name: str) -> int:
+        if not dis:
+            dis.append(_run(["arm-none-eabi-objdump", "-d", "--no-show-raw-insn",
+                             str(c_dir / ELF)], "arm-none-eabi-objdump").stdout)
+        return _library_frame(dis[0], name)
 
-    roots = [n for n in frames if not n.startswith("vo2spike.c:")]  # the extern functions
-    return max(deepest(n) for n in roots if n.startswith("vo2spike_"))
+    return deepest_stack(text, library_frame, str(ci))
 
 
 def size_report(c_dir: Path) -> dict[str, int]:
@@ -902,18 +918,18 @@ def profile_callgrind(c_dir: Path, q: np.ndarray) -> dict[str, float]:
 #: What each stage of a profile is (the table's second column).
 STAGE_MEANING = {
     "input": "standardise the sample into block 0's ring",
-    "taps": "ring bookkeeping of the causal taps",
+    "taps": "ring bookkeeping of the causal taps, the block's calls",
     "pack (taps": "int8 taps -> int16 pairs",
-    "conv": "row-pair loop of the conv",
-    "mac (conv": "conv blocks (SMLAD)",
-    "residual": "residual (identity, or block 0's 1x1 conv)",
-    "mac (residual": "block 0's 1x1 residual blocks (SMLAD)",
+    "conv": "calls of the conv's kernels",
+    "mac (conv": "conv blocks (SMLAD kernel)",
+    "residual": "block 0's 1x1 residual conv (its call)",
+    "mac (residual": "block 0's 1x1 residual blocks (SMLAD kernel)",
     "requant": "ReLU, requantisation with the residual, saturation",
-    "lif1": "LIF1 row-pair loop, TCN output packed",
+    "lif1": "LIF1 and LIF2 calls, once a step",
     "pack (lif1)": "TCN output -> int16 pairs",
-    "mac (lif1)": "LIF1 synapse blocks (SMLAD)",
+    "mac (lif1)": "LIF1 synapse blocks (SMLAD kernel)",
     "lif1 neurons": "LIF1 leak, integrate, fire",
-    "lif2 synapses": "a LIF1 spike adds its LIF2 column (SADD16)",
+    "lif2 synapses": "a LIF1 spike adds its LIF2 column (SXTAB16)",
     "lif2 neurons": "LIF2 leak, integrate, fire, count",
     "readout": "heads, once per window",
     "reset": "state reset, once per window",

@@ -33,7 +33,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from vo2spike.compress import export_c as ec
-from vo2spike.compress.energy import energy_report, energy_table
+from vo2spike.compress.energy import dense_lif2_note, energy_report, energy_table
 from vo2spike.compress.fixedpoint import leak_shifts
 from vo2spike.compress.int_engine import Int8Engine, encode_inputs, predictions, run_windows
 from vo2spike.compress.prune import (
@@ -542,6 +542,8 @@ leave-one-person-out.
 """)
     measured = ", ".join(f"{k} {v:.1%}" for k, v in report["measured_sparsity"].items())
     energy = report["energy"]["pruned"]
+    dense = "LIF2 dense" in report["models"]["pruned_int8"]["storage"]
+    dense_note = dense_lif2_note(energy, cfg.model.hidden) + "\n" if dense else ""
     return f"""# Compression: pruning, int8, C engine
 
 - source run: `{report['source']}`.
@@ -571,4 +573,4 @@ input spike and non-zero outgoing weight).
 ## Energy: the pruned spiking model against its pruned ANN twin
 
 {energy_table(energy)}
-"""
+{dense_note}"""

@@ -15,7 +15,10 @@
  * x[2j+1] = (x[4j+1], x[4j+3]), so that a block is two weight words, two input words and
  * four dual 16-bit multiply-accumulates (SMLAD on the Cortex-M4, plain C elsewhere: the
  * same integers). A layer's accumulators are computed first (rows_acc), then requantised
- * or integrated in a second loop. */
+ * or integrated in a second loop. On a core with the DSP extension the inner loops are
+ * hand-scheduled (GCC inline assembly: rows_acc, pack, requantisation, the LIF neurons,
+ * LIF2's synapses); every other build runs their plain-C versions, which the tests hold
+ * bit-exact against the NumPy engine, as they hold the emulated Cortex-M4 build. */
 #include "vo2spike.h"
 
 /* Right shifts of negative values must be arithmetic (GCC and Clang guarantee it). */
