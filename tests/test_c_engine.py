@@ -15,7 +15,7 @@ from vo2spike.compress.int_engine import (
     encode_inputs,
     run_windows,
 )
-from vo2spike.compress.intmodel import load_int_model
+from vo2spike.compress.intmodel import IntModel, load_int_model
 from vo2spike.compress.prune import make_permanent, prune_global, with_shift_leak
 from vo2spike.compress.quantize import quantize_model
 from vo2spike.config import RunDirError
@@ -43,15 +43,26 @@ def pruned(run_dir, sim_windows):
     return quantize_model(model, norm, sim_windows.x[:400])
 
 
+def with_sparse_lif2(m: IntModel, keep: float = 0.1) -> IntModel:
+    """``m`` with 1 - ``keep`` of its LIF2 weights zeroed: sparse enough for the export to
+    store LIF2 as a bitmap."""
+    w = m.t("lif2.weight")
+    kept = np.random.default_rng(0).random(w.shape) < keep
+    return IntModel(meta=m.meta, tensors={**m.tensors, "lif2.weight": np.where(kept, w, 0)
+                                          .astype(w.dtype)})
+
+
 @pytest.fixture(scope="module")
 def builds(int8_dir, pruned, sim_windows, tmp_path_factory):
-    """Exported and host-built C folders: spiking, twin and the pruned spiking model; the
-    embedded test windows (run on the emulated M4) mix every input set."""
+    """Exported and host-built C folders: spiking, twin and the pruned spiking model (LIF2
+    stored dense), and the pruned one with a sparse LIF2 (stored as a bitmap); the embedded
+    test windows (run on the emulated M4) mix every input set."""
     root = tmp_path_factory.mktemp("c")
     q = encode_inputs(mixed_input_sets(sim_windows.x[:ARM_WINDOWS]))
     out = {}
     for key, model in (("spiking", load_int_model(int8_dir, "int8")),
-                       ("twin", load_int_model(int8_dir, "int8_twin")), ("pruned", pruned)):
+                       ("twin", load_int_model(int8_dir, "int8_twin")), ("pruned", pruned),
+                       ("bitmap", with_sparse_lif2(pruned))):
         report = ec.export_c(model, root / key, test_windows=q)
         ec.build_host(root / key)
         out[key] = (model, root / key, report)
@@ -89,10 +100,11 @@ def test_storage_skips_pruned_weights(builds):
     assert "window state" in ec.describe_export(sparse)
 
 
-@pytest.mark.parametrize("key", ["spiking", "twin", "pruned"])
+@pytest.mark.parametrize("key", ["spiking", "twin", "pruned", "bitmap"])
 @pytest.mark.parametrize("input_set", list(INPUT_SETS))
 def test_host_engine_is_bit_exact_on_simulated_windows(builds, sim_windows, key, input_set):
     m, c_dir, report = builds[key]
+    assert ("#define VO2_LIF2_DENSE 0" in (c_dir / ec.MODEL_H).read_text()) == (key == "bitmap")
     q = encode_inputs(with_input_set(sim_windows.x[::2], input_set))
     assert len(q) >= 300
     o = ec.run_harness(c_dir, q, expect=report["fingerprint"])
@@ -177,7 +189,7 @@ def test_export_refuses_to_overwrite_without_force(builds, tmp_path):
 @needs_arm
 def test_cortex_m4_under_qemu_equals_the_host_engine(builds, sim_windows):
     q = encode_inputs(mixed_input_sets(sim_windows.x[:ARM_WINDOWS]))  # every input set
-    for key in ("pruned", "twin"):
+    for key in ("pruned", "twin", "bitmap"):
         m, c_dir, report = builds[key]
         run = ec.run_qemu(ec.build_arm(c_dir), timeout=120)
         assert run.fingerprint == report["fingerprint"]

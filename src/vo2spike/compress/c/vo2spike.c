@@ -36,7 +36,8 @@ VO2_INLINE int32_t s16(uint32_t v) /* the low half, as int16 */
 {
     return (int32_t)((v & 0xffffu) ^ 0x8000u) - 0x8000;
 }
-#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && !defined(VO2_NO_DSP)
+#if defined(__GNUC__) && defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 \
+    && !defined(VO2_NO_DSP)
 #include <arm_acle.h>
 #define VO2_DSP 1
 VO2_INLINE uint32_t sxtb16(uint32_t v) /* bytes 0 and 2, sign-extended to int16 */
@@ -600,12 +601,10 @@ static VO2_NOINLINE int32_t lif2_neurons(int32_t *u, int16_t *count)
 {
     const vo2_lif_t *n = LIF2_N;
     int32_t spikes = 0;
-    unsigned o;
 #if VO2_LIF2_DENSE && VO2_DSP /* 10 instructions a neuron, 15 when it spikes */
     const uint32_t *end = g_c + VO2_HID / 2;
     uint32_t *cur = g_c;
     int32_t e, d, v, c, b, th;
-    (void)o;
     __asm__ volatile("1:\n\t"
                      "ldrd   %[e], %[d], [%[cur]]\n\t"
                      "strd   %[zero], %[zero], [%[cur]], #8\n\t"
@@ -622,6 +621,7 @@ static VO2_NOINLINE int32_t lif2_neurons(int32_t *u, int16_t *count)
                      : [end] "r"(end), [zero] "r"(0)
                      : "cc", "memory");
 #elif VO2_LIF2_DENSE
+    unsigned o;
     for (o = 0; o < VO2_HID / 2; o += 2, n += 4, u += 4, count += 4) {
         uint32_t e = g_c[o], d = g_c[o + 1];
         g_c[o] = g_c[o + 1] = 0;
@@ -631,6 +631,7 @@ static VO2_NOINLINE int32_t lif2_neurons(int32_t *u, int16_t *count)
         spikes += lif2_neuron(u + 3, hi16(d), count + 3, n + 3);
     }
 #else
+    unsigned o;
     for (o = 0; o < VO2_HID; o++, n++, u++, count++) {
         spikes += lif2_neuron(u, g_cur[o], count, n);
         g_cur[o] = 0;
