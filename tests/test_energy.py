@@ -10,6 +10,7 @@ from vo2spike.compress.energy import (
     SPIKING_PARTS,
     break_even_rate,
     count_ops,
+    dense_lif2_note,
     energy_nj,
     energy_report,
     energy_table,
@@ -143,3 +144,18 @@ def test_report_from_engine_counts_and_table():
     assert "break-even spike rate" in table and "| fp32_add | 0.9 |" in table
     with pytest.raises(ValueError):
         energy_report(snn, twin)
+
+
+def test_dense_lif2_note_counts_the_zeros_a_dense_column_adds():
+    report = {"counts": {"snn": {"layer2": {"ac": np.array([3.0, 5.0])}}},
+              "spike_rates": {"layer1": 0.1}, "steps": 5,
+              "energy_nj": {"int8": {"snn": {"spiking_layers": 1.0},
+                                     "twin_skip_zeros": {"spiking_layers": 2.0}}}}
+    # 10% of 4 neurons spike over 5 steps: 2 spikes, each adding a dense column of 4
+    note = dense_lif2_note(report, hidden=4)
+    assert "8 accumulates a window instead of 4" in note and "(below" in note
+    # 50% of 64 neurons over 5 steps: 160 spikes x 64 accumulates, 0.1 pJ each
+    report["spike_rates"]["layer1"] = 0.5
+    note = dense_lif2_note(report, hidden=64)
+    extra = (160 * 64 - 4) * op_energy_pj("ac", "int8") / 1000
+    assert "10,240 accumulates" in note and f"take {1.0 + extra:.1f} nJ (above" in note
