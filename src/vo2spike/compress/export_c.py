@@ -213,23 +213,18 @@ def _array(ctype: str, name: str, values: np.ndarray, hex_: bool = False) -> str
     return f"static const {ctype} {name}[{n}] = {body};\n"
 
 
-def _blocks(name: str, w: np.ndarray, bias: np.ndarray | None = None) -> tuple[str, str]:
+def _blocks(name: str, w: np.ndarray, bias: np.ndarray) -> tuple[str, str]:
     """Arrays + the vo2_blocks_t initialiser of a block-sparse weight (conv or Linear):
     per row pair its block count then its column-block indices; per row pair its two int32
-    ``bias`` words (when given), then its block weights."""
+    ``bias`` words, then its blocks' weights (2 words a block)."""
     count, col, blocks = sparse_blocks(w)
-    parts = np.split(col, np.cumsum(count)[:-1])
+    splits = np.cumsum(count)[:-1]
     stream = np.concatenate([np.concatenate([[n], part]) for n, part in
-                             zip(count, parts, strict=True)])
+                             zip(count, np.split(col, splits), strict=True)])
     block_words = np.ascontiguousarray(blocks.astype(np.uint8)).reshape(-1, 8).view("<u4")
-    if bias is None:
-        words = block_words.reshape(-1)
-    else:
-        b = np.asarray(bias, dtype=np.int64).reshape(-1, 2).astype("<i4").view("<u4")
-        starts = np.concatenate([[0], np.cumsum(count)]).astype(int)
-        words = np.concatenate([np.concatenate([b[g], block_words[starts[g]:starts[g + 1]]
-                                                .reshape(-1)])
-                                for g in range(len(count))])
+    bias_words = np.asarray(bias, dtype=np.int64).astype("<i4").view("<u4").reshape(-1, 2)
+    words = np.concatenate([np.concatenate([b, part.reshape(-1)]) for b, part in
+                            zip(bias_words, np.split(block_words, splits), strict=True)])
     text = _array("uint8_t", f"{name}_COL", stream) + \
         _array("uint32_t", f"{name}_W", words, hex_=True)
     return text, f"{{{len(count)}, {name}_COL, {name}_W}}"
@@ -309,7 +304,7 @@ def model_header(m: IntModel, fingerprint: str, sizes: dict, storage: dict) -> s
         words = cin4 // 4
         blocks.append(f"    {{{conv}, B{b}_MULT, {res}, {res_rows}, {res_scale}, {off}, "
                       f"{length * words}, {dil * words}, {words}, {length}, {shift}}}")
-        off += length * cin4 // 4
+        off += length * words
     out.append("static const vo2_block_t BLOCKS[VO2_NBLOCKS] = {\n" + ",\n".join(blocks)
                + "\n};\n")
     if m.spiking:
@@ -792,8 +787,8 @@ def address_stages(binary: Path, addresses: list[int], markers: list[tuple[int, 
 def profile_stages(stages: list[str], n_blocks: int) -> dict[str, int]:
     """Instructions per stage from the stage of each executed instruction, in execution
     order: "+" stages take their caller's name, and the TCN stages their block's. A step
-    starts at "input"; a block (of ``n_blocks``) at the first "taps" instruction after the
-    block before it requantised its conv's output."""
+    starts at "input"; a block (of ``n_blocks``) at the first "taps" or "+pack" instruction
+    after the block before it requantised its conv's output."""
     counts: dict[str, int] = {}
     context, block, convolved, ended, last = "other", 0, False, False, None
     for stage in stages:
@@ -806,13 +801,9 @@ def profile_stages(stages: list[str], n_blocks: int) -> dict[str, int]:
                 ended = True
             elif stage == "taps" and ended and block < n_blocks - 1:
                 block, convolved, ended = block + 1, False, False
-            elif stage == "+pack" and context in ("input", "requant"):
-                # packing scheduled before the rest of a block's taps: the block's
-                # (after the last block's requantisation: LIF1's)
-                if context == "input" or block < n_blocks - 1:
-                    if context == "requant":
-                        block, convolved, ended = block + 1, False, False
-                    context = "taps"
+            elif stage == "+pack" and ended and block < n_blocks - 1:
+                # the next block's packing, scheduled before its other taps work
+                block, convolved, ended = block + 1, False, False
             if not stage.startswith("+"):
                 context = stage
             last = stage
