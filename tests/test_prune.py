@@ -11,6 +11,7 @@ import torch
 from vo2spike.compress.blocks import block_view, flat_columns
 from vo2spike.compress.prune import (
     MAC_SCORE_SCALE,
+    PruneRecipe,
     block_pruned,
     detach_masked,
     effective_weight,
@@ -183,3 +184,29 @@ def test_block_scores_and_shift_leak():
     assert model.config.beta == 0.9  # a copy
     twin = _model(spiking=False)
     assert with_shift_leak(twin).config == twin.config
+
+
+def test_recipe_keeps_heads_and_folds_batchnorm():
+    model = _model()
+    heads = [model.head_vo2.weight, model.head_vo2max.weight]
+    with torch.no_grad():
+        for h in heads:
+            h.mul_(1e-6)  # the smallest weights of the network: the first to go by |w|
+    plain = make_permanent(prune_global(model, 0.7))
+    assert (plain.head_vo2.weight == 0).all() and (plain.head_vo2max.weight == 0).all()
+    kept = make_permanent(prune_global(model, 0.7, PruneRecipe(keep_heads=True)))
+    assert (kept.head_vo2.weight != 0).all() and (kept.head_vo2max.weight != 0).all()
+    assert sparsity(kept) == round(0.7 * N_PRUNABLE) / N_PRUNABLE  # still 70% in all
+
+    block = model.tcn.blocks[1]
+    with torch.no_grad():
+        block.conv.weight.fill_(1.0)
+        block.bn.weight.fill_(1.0)
+        block.bn.weight[0] = 4.0  # output channel 0 counts four times more once folded
+        block.bn.running_var.fill_(1.0 - block.bn.eps)
+    plain = importance_scores(model)[(block.conv, "weight")]
+    folded = importance_scores(model, PruneRecipe(bn_folded=True))[(block.conv, "weight")]
+    assert torch.equal(plain[0], plain[2])
+    # rows 0-1 form a block: mean of 4 and 1 (folded gains) times the scale
+    assert folded[0, 0, 0] == pytest.approx(MAC_SCORE_SCALE * 2.5)
+    assert folded[2, 0, 0] == pytest.approx(MAC_SCORE_SCALE * 1.0)

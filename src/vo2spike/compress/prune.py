@@ -107,17 +107,47 @@ def with_shift_leak(model: VO2Net) -> VO2Net:
 MAC_SCORE_SCALE = 0.5
 
 
-def importance_scores(model: VO2Net) -> dict[tuple[nn.Module, str], torch.Tensor]:
+@dataclasses.dataclass(frozen=True)
+class PruneRecipe:
+    """How the pruning scores are computed (``importance_scores``); the default is the
+    shipped recipe. ``bench/prune_recipe.py`` compares recipes over several seeds."""
+
+    mac_score_scale: float = MAC_SCORE_SCALE  # block-pruned layers' scores x this
+    keep_heads: bool = False  # never prune the VO2 / VO2max heads (128 weights)
+    bn_folded: bool = False  # score TCN convs by |w x BatchNorm gain| (what int8 computes)
+
+
+def _bn_gains(model: VO2Net) -> dict[int, torch.Tensor]:
+    """id(conv) -> its BatchNorm's eval gain gamma / sqrt(var + eps), shape (O, 1, 1)."""
+    gains = {}
+    for block in model.tcn.blocks:
+        bn = block.bn
+        g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+        gains[id(block.conv)] = g.abs()[:, None, None]
+    return gains
+
+
+def importance_scores(model: VO2Net, recipe: PruneRecipe = PruneRecipe()
+                      ) -> dict[tuple[nn.Module, str], torch.Tensor]:
     """Pruning score of every prunable weight: |w| (LIF2, heads), or for the block-pruned
-    layers ``MAC_SCORE_SCALE`` x the mean |w| of the weight's block (so whole blocks go
-    together)."""
+    layers ``recipe.mac_score_scale`` x the mean |w| of the weight's block (so whole blocks
+    go together); see :class:`PruneRecipe` for the variants."""
     blocked = {id(m) for m in block_pruned(model)}
+    heads = {id(model.head_vo2), id(model.head_vo2max)}
+    gains = _bn_gains(model) if recipe.bn_folded else {}
     scores = {}
     for module, name in prunable(model):
         w = effective_weight(module)
-        scores[(module, name)] = torch.from_numpy(
-            MAC_SCORE_SCALE * block_importance(w.numpy()).astype(np.float32)) \
-            if id(module) in blocked else w.abs()
+        if id(module) in gains:
+            w = w * gains[id(module)]
+        if id(module) in blocked:
+            score = torch.from_numpy(
+                recipe.mac_score_scale * block_importance(w.numpy()).astype(np.float32))
+        elif recipe.keep_heads and id(module) in heads:
+            score = torch.full_like(w, torch.finfo(torch.float32).max)
+        else:
+            score = w.abs()
+        scores[(module, name)] = score
     return scores
 
 
@@ -152,7 +182,7 @@ def sparsity(model: nn.Module) -> float:
     return zeros / sum(w.numel() for w in weights)
 
 
-def prune_global(model: VO2Net, amount: float) -> VO2Net:
+def prune_global(model: VO2Net, amount: float, recipe: PruneRecipe = PruneRecipe()) -> VO2Net:
     """A copy of ``model`` with the ``amount`` (0..1) smallest-magnitude Conv1d and Linear
     weights masked out, ranked together over the whole network (L1, global): exactly
     ``round(amount x 16,512)`` weights. The copy stays masked (see the module docstring)
@@ -161,7 +191,8 @@ def prune_global(model: VO2Net, amount: float) -> VO2Net:
         raise ValueError(f"sparsity must be in [0, 1), got {amount}")
     model = copy.deepcopy(model)
     prune.global_unstructured(prunable(model), pruning_method=prune.L1Unstructured,
-                              importance_scores=importance_scores(model), amount=amount)
+                              importance_scores=importance_scores(model, recipe),
+                              amount=amount)
     return detach_masked(model)
 
 
@@ -209,7 +240,8 @@ def prune_and_fine_tune(model: VO2Net, norm: Normalizer, sim_train: Windows, sim
                         train_cfg: TrainConfig | None = None,
                         fine_tune_cfg: FineTuneConfig | None = None, seed: int = 0,
                         epochs: int = FINETUNE_EPOCHS,
-                        steps: Sequence[float] = GRADUAL_STEPS) -> VO2Net:
+                        steps: Sequence[float] = GRADUAL_STEPS,
+                        recipe: PruneRecipe = PruneRecipe()) -> VO2Net:
     """Prune a copy of ``model`` (spiking or twin) to ``amount`` sparsity in the steps of
     :func:`pruning_schedule` and fine-tune it with its masks after each: ``train.fit`` on
     ``sim_train`` (the training recipe ``train_cfg``, early stopping on ``sim_val``) for up to
@@ -224,7 +256,7 @@ def prune_and_fine_tune(model: VO2Net, norm: Normalizer, sim_train: Windows, sim
     schedule = pruning_schedule(amount, steps)
     per_step = step_epochs(schedule, epochs)
     for i, step in enumerate(schedule):
-        masked = prune_global(model, step)
+        masked = prune_global(model, step, recipe)
         if per_step[i] > 0:
             cfg = dataclasses.replace(train_cfg or TrainConfig(), epochs=per_step[i])
             with tempfile.TemporaryDirectory() as tmp:
