@@ -16,7 +16,7 @@ shipped model. Blocks: non-zero 2 x 4 blocks of the block-pruned layers, each co
 a step (60 a window); the instruction estimate adds 13 x 60 ARM instructions per block (the
 M4 kernel's cost) to the shipped model's measured count, and is only that, an estimate.
 
-Writes bench/results/prune_recipe.{md,json}. About 4 minutes per recipe and seed on 2 cores.
+Writes bench/results/prune_recipe.{md,json}. About 8 minutes per seed (three recipes) on 2 cores.
 
     .venv/bin/python bench/prune_recipe.py --runs models/default runs/recipe-seed1 ...
 """
