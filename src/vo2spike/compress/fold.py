@@ -32,10 +32,15 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().to(torch.float64).numpy()
 
 
+def bn_gain(bn: nn.BatchNorm1d) -> np.ndarray:
+    """The eval-mode gain g = gamma / sqrt(var + eps) of a BatchNorm, (O,) float64."""
+    return _np(bn.weight) / np.sqrt(_np(bn.running_var) + bn.eps)
+
+
 def fold_block(block: CausalConvBlock) -> FoldedBlock:
     """Fold ``block.bn`` (running statistics) into ``block.conv``."""
     bn = block.bn
-    gain = _np(bn.weight) / np.sqrt(_np(bn.running_var) + bn.eps)  # (O,)
+    gain = bn_gain(bn)  # (O,)
     weight = _np(block.conv.weight) * gain[:, None, None]
     bias = _np(bn.bias) - gain * _np(bn.running_mean)
     if isinstance(block.residual, nn.Conv1d):

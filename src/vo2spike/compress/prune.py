@@ -44,6 +44,7 @@ from torch.nn.utils import prune  # noqa: E402
 
 from vo2spike.compress.blocks import block_importance  # noqa: E402
 from vo2spike.compress.fixedpoint import leak_shifts, shift_beta  # noqa: E402
+from vo2spike.compress.fold import bn_gain  # noqa: E402
 from vo2spike.config import FineTuneConfig, Normalizer, TrainConfig  # noqa: E402
 from vo2spike.data.windows import Windows  # noqa: E402
 from vo2spike.inference import predict_windows  # noqa: E402
@@ -117,16 +118,6 @@ class PruneRecipe:
     bn_folded: bool = False  # score TCN convs by |w x BatchNorm gain| (what int8 computes)
 
 
-def _bn_gains(model: VO2Net) -> dict[int, torch.Tensor]:
-    """id(conv) -> its BatchNorm's eval gain gamma / sqrt(var + eps), shape (O, 1, 1)."""
-    gains = {}
-    for block in model.tcn.blocks:
-        bn = block.bn
-        g = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
-        gains[id(block.conv)] = g.abs()[:, None, None]
-    return gains
-
-
 def importance_scores(model: VO2Net, recipe: PruneRecipe = PruneRecipe()
                       ) -> dict[tuple[nn.Module, str], torch.Tensor]:
     """Pruning score of every prunable weight: |w| (LIF2, heads), or for the block-pruned
@@ -134,7 +125,8 @@ def importance_scores(model: VO2Net, recipe: PruneRecipe = PruneRecipe()
     go together); see :class:`PruneRecipe` for the variants."""
     blocked = {id(m) for m in block_pruned(model)}
     heads = {id(model.head_vo2), id(model.head_vo2max)}
-    gains = _bn_gains(model) if recipe.bn_folded else {}
+    folded = model.tcn.blocks if recipe.bn_folded else []
+    gains = {id(b.conv): torch.from_numpy(bn_gain(b.bn)).float()[:, None, None] for b in folded}
     scores = {}
     for module, name in prunable(model):
         w = effective_weight(module)
