@@ -36,6 +36,7 @@ from vo2spike.data.windows import prepare_windows
 from vo2spike.model.net import ModelConfig, VO2Net
 
 N_PRUNABLE = 16_768  # Conv1d + Linear weights of the default VO2Net (10 inputs)
+UNFOLDED = PruneRecipe(bn_folded=False)  # scores from the weights as stored
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,8 @@ def test_global_pruning_exact_fraction_smallest_magnitudes_rest_untouched(amount
     assert sparsity(pruned) == round(amount * N_PRUNABLE) / N_PRUNABLE
     assert sparsity(model) == 0.0
     # Global L1 over the scores: every pruned weight scores no higher than every kept one,
-    # over all layers; a score is |w|, or MAC_SCORE_SCALE x its block's mean |w|.
+    # over all layers; a score is |w|, or MAC_SCORE_SCALE x its block's mean
+    # |w x BatchNorm gain| (the heads are never pruned).
     scores = importance_scores(model)
     orig = torch.cat([scores[(m, n)].flatten() for m, n in prunable(model)])
     gone = torch.cat([z.flatten() for z in _zeros(pruned)])
@@ -176,7 +178,7 @@ def test_block_scores_and_shift_leak():
     with torch.no_grad():
         conv.weight.zero_()
         conv.weight[3, 5, 2] = 8.0  # one weight: its block is rows 2-3, columns 2*32+4..7
-    score = importance_scores(model)[(conv, "weight")]
+    score = importance_scores(model, UNFOLDED)[(conv, "weight")]
     assert score[3, 5, 2] == pytest.approx(MAC_SCORE_SCALE * 8.0 / 8)
     assert score[2, 7, 2] == score[3, 5, 2] and score[2, 8, 2] == 0 and score[3, 5, 1] == 0
     leaky = with_shift_leak(model)
@@ -192,9 +194,9 @@ def test_recipe_keeps_heads_and_folds_batchnorm():
     with torch.no_grad():
         for h in heads:
             h.mul_(1e-6)  # the smallest weights of the network: the first to go by |w|
-    plain = make_permanent(prune_global(model, 0.7))
+    plain = make_permanent(prune_global(model, 0.7, PruneRecipe(keep_heads=False)))
     assert (plain.head_vo2.weight == 0).all() and (plain.head_vo2max.weight == 0).all()
-    kept = make_permanent(prune_global(model, 0.7, PruneRecipe(keep_heads=True)))
+    kept = make_permanent(prune_global(model, 0.7))  # the default keeps them
     assert (kept.head_vo2.weight != 0).all() and (kept.head_vo2max.weight != 0).all()
     assert sparsity(kept) == round(0.7 * N_PRUNABLE) / N_PRUNABLE  # still 70% in all
 
@@ -204,8 +206,8 @@ def test_recipe_keeps_heads_and_folds_batchnorm():
         block.bn.weight.fill_(1.0)
         block.bn.weight[0] = 4.0  # output channel 0 counts four times more once folded
         block.bn.running_var.fill_(1.0 - block.bn.eps)
-    plain = importance_scores(model)[(block.conv, "weight")]
-    folded = importance_scores(model, PruneRecipe(bn_folded=True))[(block.conv, "weight")]
+    plain = importance_scores(model, UNFOLDED)[(block.conv, "weight")]
+    folded = importance_scores(model)[(block.conv, "weight")]  # the default folds
     assert torch.equal(plain[0], plain[2])
     # rows 0-1 form a block: mean of 4 and 1 (folded gains) times the scale
     assert folded[0, 0, 0] == pytest.approx(MAC_SCORE_SCALE * 2.5)

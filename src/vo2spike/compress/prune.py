@@ -104,18 +104,21 @@ def with_shift_leak(model: VO2Net) -> VO2Net:
 #: 1.0: 0.971 / 0.892 and 0.878 / 0.626; 0.5: 0.974 / 0.895 and 0.889 / 0.608;
 #: 0.3: 0.976 / 0.895 and 0.872 / 0.607. 0.5 keeps
 #: 343 multiply-accumulate blocks a step (1.0: 482, 0.3: 271). REAL differences of a point
-#: or two are within the noise of 19 sessions (compression.md's bootstrap intervals).
+#: or two are within the noise of 19 sessions (compression.md's bootstrap intervals). These
+#: were measured with |w| scores and the heads pruned, before ``PruneRecipe``'s defaults.
 MAC_SCORE_SCALE = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
 class PruneRecipe:
     """How the pruning scores are computed (``importance_scores``); the default is the
-    shipped recipe. ``bench/prune_recipe.py`` compares recipes over several seeds."""
+    shipped recipe. ``bench/prune_recipe.py`` compares recipes over several seeds: over
+    seeds 0-3, keeping the heads and scoring by the folded weights lost the least REAL
+    VO2max R² of the three it compares (README, "Pruning recipes")."""
 
     mac_score_scale: float = MAC_SCORE_SCALE  # block-pruned layers' scores x this
-    keep_heads: bool = False  # never prune the VO2 / VO2max heads (128 weights)
-    bn_folded: bool = False  # score TCN convs by |w x BatchNorm gain| (what int8 computes)
+    keep_heads: bool = True  # never prune the VO2 / VO2max heads (128 weights)
+    bn_folded: bool = True  # score TCN convs by |w x BatchNorm gain| (what int8 computes)
 
 
 def importance_scores(model: VO2Net, recipe: PruneRecipe = PruneRecipe()

@@ -40,7 +40,7 @@ from vo2spike.compress.prune import (
     DEFAULT_SPARSITY,
     FINETUNE_EPOCHS,
     GRADUAL_STEPS,
-    MAC_SCORE_SCALE,
+    PruneRecipe,
     fine_tune_pruned,
     prune_and_fine_tune,
     pruning_schedule,
@@ -247,6 +247,7 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
     final = {name: load_model(run_dir, twin=name == "twin")[0] for name in ("spiking", "twin")}
     norm = config.normalization
     steps = GRADUAL_STEPS if opts.gradual else ()
+    recipe = PruneRecipe()
     schedule = pruning_schedule(opts.sparsity, steps)
     say(f"pruning {' -> '.join(f'{s:.0%}' for s in schedule)} of the weights (global L1) of "
         f"the spiking model and its twin, masked fine-tuning after each step (up to "
@@ -254,7 +255,8 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
     with stage("compress: gradual pruning + fine-tuning (sim)"):
         pruned_sim = {name: prune_and_fine_tune(model, norm, sim_train, sim_val, None,
                                                 opts.sparsity, config.train, ft_cfg,
-                                                config.seed, opts.finetune_epochs, steps)
+                                                config.seed, opts.finetune_epochs, steps,
+                                                recipe)
                       for name, model in sim_only.items()}
     pruned = dict(pruned_sim)
     if real is not None:
@@ -266,6 +268,7 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
                              "real": real_ds.source["kind"] if real is not None else None},
                     "sparsity": opts.sparsity, "schedule": schedule,
                     "finetune_epochs": opts.finetune_epochs,
+                    "prune_recipe": dataclasses.asdict(recipe),
                     "measured_sparsity": {k: sparsity(m) for k, m in pruned.items()},
                     "source": source, "models": {}}
     with atomic_dir(out, force=force, kind="compressed", inputs=inputs) as work:
@@ -514,6 +517,17 @@ def _leak_text(cfg: RunConfig) -> str:
             + f" (beta {cfg.model.beta:g}, the nearest such to the trained beta)")
 
 
+def _recipe_text(report: dict) -> str:
+    """The pruning scores, in words (``PruneRecipe``; older reports: |w|, heads pruned)."""
+    recipe = PruneRecipe(**report.get("prune_recipe", {"keep_heads": False,
+                                                       "bn_folded": False}))
+    weights = "|w x BatchNorm gain| (the weights int8 computes with)" if recipe.bn_folded \
+        else "|w|"
+    heads = "the VO2 and VO2max heads are never pruned" if recipe.keep_heads \
+        else "LIF2 and the heads by |w|"
+    return f"{recipe.mac_score_scale:g} x their mean {weights}; {heads}"
+
+
 def _schedule_text(report: dict) -> str:
     """How the pruning went, in words: one-shot or the gradual steps."""
     schedule = report.get("schedule") or [report["sparsity"]]  # older reports: one-shot
@@ -549,8 +563,8 @@ leave-one-person-out.
 - source run: `{report['source']}`.
 - pruning: {report['sparsity']:.0%} of the Conv1d and Linear weights (global L1; measured:
   {measured}); the multiply-accumulate layers (TCN, LIF1; the twin's hidden layers) lose
-  whole blocks of 2 rows x 4 columns, ranked by {MAC_SCORE_SCALE:g} x their mean |w|
-  (`vo2spike.compress.prune`).
+  whole blocks of 2 rows x 4 columns, ranked by {_recipe_text()}
+  (`vo2spike.compress.prune.PruneRecipe`).
 - LIF leak: {_leak_text(cfg)}; the pruned model is fine-tuned with it.
 - pruning schedule: {_schedule_text(report)}.
 - int8: integer-only, activation scales from {cfg.compression.calibration_windows:,}
