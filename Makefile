@@ -32,6 +32,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/spike_sparsity.py
 	$(BIN)/python bench/prune_sparsity.py
 	$(BIN)/python bench/pruned_vo2max.py
+	$(BIN)/python bench/pruned_fine_tune.py
 	$(BIN)/python bench/sim_transfer.py
 	$(BIN)/python bench/lopo_variants.py
 	$(BIN)/python bench/input_sets.py

@@ -45,11 +45,18 @@ def test_compressed_folder_is_a_checked_run_directory(compressed, run_dir):
     pruned = prunable_weights(load_model(out)[0])
     assert all((pruned[k][first[k] == 0] == 0).all() for k in first)
     assert load_model(out)[0].config.beta == 0.90625  # fine-tuned with the shift leak
+    heads = load_model(out)[0].head_vo2.weight, load_model(out)[0].head_vo2max.weight
+    assert all((h != 0).all() for h in heads)  # the default recipe never prunes the heads
     md = (out / "compression.md").read_text()
     assert md.startswith("# Compression")
+    assert "ranked by 0.5 x their mean |w| (a TCN convolution's with its BatchNorm gain folded " \
+        "in, as int8 computes with it); the VO2 and VO2max heads are never pruned" \
+        in " ".join(md.split())
     assert "schedule: 40% → 60% → 70%, masked fine-tuning after each step (up to 1, 1, 1 " \
         "epochs)" in md
     saved = json.loads((out / "compression.json").read_text())
+    assert saved["prune_recipe"] == {"mac_score_scale": 0.5, "keep_heads": True,
+                                     "bn_folded": True}
     assert set(saved["models"]) == {"spiking", "pruned", "pruned_int8", "pruned_c", "twin",
                                     "twin_pruned_int8"}
     assert "real" not in report  # the fixture run was not fine-tuned on real recordings

@@ -80,7 +80,7 @@ def sparse_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 #: LIF2 is stored dense (4 weights added per instruction pair, SXTAB16) unless that takes
 #: more than this many times the bytes of its bitmap + non-zeros + column starts. The
-#: shipped model's LIF2 is about 55% non-zero: dense takes 1.4x the bytes and a spike's
+#: shipped model's LIF2 is about 52% non-zero: dense takes 1.5x the bytes and a spike's
 #: column costs about a quarter of the instructions.
 DENSE_LIF2_MAX_RATIO = 1.5
 

@@ -521,8 +521,8 @@ def _recipe_text(report: dict) -> str:
     """The pruning scores, in words (``PruneRecipe``; older reports: |w|, heads pruned)."""
     recipe = PruneRecipe(**report.get("prune_recipe", {"keep_heads": False,
                                                        "bn_folded": False}))
-    weights = "|w x BatchNorm gain| (the weights int8 computes with)" if recipe.bn_folded \
-        else "|w|"
+    weights = ("|w| (a TCN convolution's with its BatchNorm gain folded in, as int8 "
+               "computes with it)") if recipe.bn_folded else "|w|"
     heads = "the VO2 and VO2max heads are never pruned" if recipe.keep_heads \
         else "LIF2 and the heads by |w|"
     return f"{recipe.mac_score_scale:g} x their mean {weights}; {heads}"
@@ -563,7 +563,7 @@ leave-one-person-out.
 - source run: `{report['source']}`.
 - pruning: {report['sparsity']:.0%} of the Conv1d and Linear weights (global L1; measured:
   {measured}); the multiply-accumulate layers (TCN, LIF1; the twin's hidden layers) lose
-  whole blocks of 2 rows x 4 columns, ranked by {_recipe_text()}
+  whole blocks of 2 rows x 4 columns, ranked by {_recipe_text(report)}
   (`vo2spike.compress.prune.PruneRecipe`).
 - LIF leak: {_leak_text(cfg)}; the pruned model is fine-tuned with it.
 - pruning schedule: {_schedule_text(report)}.
