@@ -50,7 +50,7 @@ def test_compressed_folder_is_a_checked_run_directory(compressed, run_dir):
     md = (out / "compression.md").read_text()
     assert md.startswith("# Compression")
     assert "ranked by 0.5 x their mean |w| (a TCN convolution's with its BatchNorm gain folded " \
-        "in, as int8 computes with it); the VO2 and VO2max heads are never pruned" \
+        "in, as int8 computes with it); LIF2 by |w|, the VO2 and VO2max heads never pruned" \
         in " ".join(md.split())
     assert "schedule: 40% → 60% → 70%, masked fine-tuning after each step (up to 1, 1, 1 " \
         "epochs)" in md

@@ -523,7 +523,7 @@ def _recipe_text(report: dict) -> str:
                                                        "bn_folded": False}))
     weights = ("|w| (a TCN convolution's with its BatchNorm gain folded in, as int8 "
                "computes with it)") if recipe.bn_folded else "|w|"
-    heads = "the VO2 and VO2max heads are never pruned" if recipe.keep_heads \
+    heads = "LIF2 by |w|, the VO2 and VO2max heads never pruned" if recipe.keep_heads \
         else "LIF2 and the heads by |w|"
     return f"{recipe.mac_score_scale:g} x their mean {weights}; {heads}"
 
