@@ -24,7 +24,9 @@ Writes bench/results/prune_recipe.{md,json}. About 8 minutes per seed (three rec
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +44,12 @@ from vo2spike.compress.prune import (
     score_model,
     with_shift_leak,
 )
-from vo2spike.config import FineTuneConfig, load_config
+from vo2spike.config import FineTuneConfig, Normalizer, RunConfig, load_config
 from vo2spike.crossval import score_lopo
 from vo2spike.data.split import split_masks
-from vo2spike.data.windows import prepare_windows
+from vo2spike.data.windows import Windows, prepare_windows
 from vo2spike.inference import load_model, predict_windows
+from vo2spike.model.net import VO2Net
 from vo2spike.pipeline import REPO, RunOptions, recorded_inputs, resolve_real
 from vo2spike.train import fine_tune
 
@@ -66,8 +69,24 @@ def mac_blocks(model) -> int:
     return sum(len(sparse_blocks(m.weight.detach().numpy())[1]) for m in block_pruned(model))
 
 
-def study_run(run: Path, recipes: dict[str, PruneRecipe]) -> dict:
-    """Every recipe on one run: SIMULATED and REAL R² of the pruned and float models."""
+@dataclasses.dataclass
+class Study:
+    """What a study needs of one run: its config, SIMULATED splits, REAL windows, the
+    simulation-only spiking model, its normaliser and the run's fine-tuning recipe."""
+
+    cfg: RunConfig
+    train: Windows
+    val: Windows
+    test: Windows
+    real: Windows
+    snn: VO2Net
+    norm: Normalizer
+    ft: FineTuneConfig
+
+
+def load_study(run: Path) -> Study:
+    """The run's recorded simulated data (split as it was) and real recordings, and its
+    simulation-only spiking model."""
     cfg = load_config(run)
     data, real_dir = recorded_inputs(run, None, None, say=print)
     if real_dir is None:
@@ -79,38 +98,58 @@ def study_run(run: Path, recipes: dict[str, PruneRecipe]) -> dict:
     snn, norm, _ = load_model(run, sim_only=True)
     ft = cfg.fine_tune.config if cfg.fine_tune else \
         FineTuneConfig(spike_rate_penalty=cfg.train.spike_rate_penalty)
+    return Study(cfg, train, val, test, real, snn, norm, ft)
+
+
+def lopo_r2(s: Study, fold_models: Callable[[Windows], dict[str, VO2Net]]) -> dict:
+    """REAL leave-one-person-out: per held-out person, ``fold_models(others' windows)``
+    gives the models (name -> model) that predict that person; VO2 and VO2max R² by name."""
+    person = np.array([str(p) for p in s.real.person])
+    pred = pd.DataFrame({"ID_test": s.real.id_test, "ID": person, "vo2": s.real.vo2,
+                         "vo2max": s.real.vo2max})
+    names: list[str] = []
+    for held_out in sorted(set(person)):
+        rows = person == held_out
+        models = fold_models(s.real.subset(~rows))
+        names = list(models)
+        for n, m in models.items():
+            p = predict_windows(m, s.norm, s.real.x[rows])
+            pred.loc[rows, f"{n}_vo2"], pred.loc[rows, f"{n}_vo2max"] = p.vo2, p.vo2max
+        print(f"held out {held_out}", flush=True)
+    lopo = score_lopo(pred, s.real.tests.set_index("ID_test")["Weight"], names)
+    return {n: {"vo2_r2": r["vo2_ml_min"]["r2"], "vo2max_r2": r["vo2max_ml_min"]["r2"]}
+            for n, r in lopo.items()}
+
+
+def study_run(run: Path, recipes: dict[str, PruneRecipe]) -> dict:
+    """Every recipe on one run: SIMULATED and REAL R² of the pruned and float models."""
+    s = load_study(run)
+    cfg, train, norm, ft = s.cfg, s.train, s.norm, s.ft
 
     def tuned_float(people):
         torch.manual_seed(cfg.seed)
-        return fine_tune(snn, people, train, norm, ft, cfg.seed)
+        return fine_tune(s.snn, people, train, norm, ft, cfg.seed)
 
-    person = np.array([str(p) for p in real.person])
-    pred = pd.DataFrame({"ID_test": real.id_test, "ID": person, "vo2": real.vo2,
-                         "vo2max": real.vo2max})
     starts = {}
     for name, recipe in recipes.items():
         torch.manual_seed(cfg.seed)
-        starts[name] = prune_and_fine_tune(with_shift_leak(snn), norm, train, val, None,
+        starts[name] = prune_and_fine_tune(with_shift_leak(s.snn), norm, train, s.val, None,
                                            SPARSITY, cfg.train, ft, cfg.seed, FINETUNE_EPOCHS,
                                            GRADUAL_STEPS, recipe)
-    sim = {"float": score_model(tuned_float(real), norm, test)}
-    sim.update({n: score_model(fine_tune_pruned(m, real, train, norm, ft, cfg.seed), norm, test)
+    sim = {"float": score_model(tuned_float(s.real), norm, s.test)}
+    sim.update({n: score_model(fine_tune_pruned(m, s.real, train, norm, ft, cfg.seed), norm,
+                               s.test)
                 for n, m in starts.items()})
-    for held_out in sorted(set(person)):
-        rows = person == held_out
-        models = {"float": tuned_float(real.subset(~rows))}
-        models.update({n: fine_tune_pruned(m, real.subset(~rows), train, norm, ft, cfg.seed)
-                       for n, m in starts.items()})
-        for n, m in models.items():
-            p = predict_windows(m, norm, real.x[rows])
-            pred.loc[rows, f"{n}_vo2"], pred.loc[rows, f"{n}_vo2max"] = p.vo2, p.vo2max
-        print(f"{run}: held out {held_out}", flush=True)
-    lopo = score_lopo(pred, real.tests.set_index("ID_test")["Weight"], ["float", *recipes])
+
+    def fold_models(others):
+        return {"float": tuned_float(others),
+                **{n: fine_tune_pruned(m, others, train, norm, ft, cfg.seed)
+                   for n, m in starts.items()}}
+
     return {"seed": cfg.seed, "run": str(run),
-            "sim": {n: {"vo2_r2": s["vo2_r2"], "vo2max_r2": s["vo2max_r2"]}
-                    for n, s in sim.items()},
-            "real": {n: {"vo2_r2": r["vo2_ml_min"]["r2"], "vo2max_r2": r["vo2max_ml_min"]["r2"]}
-                     for n, r in lopo.items()},
+            "sim": {n: {"vo2_r2": r["vo2_r2"], "vo2max_r2": r["vo2max_r2"]}
+                    for n, r in sim.items()},
+            "real": lopo_r2(s, fold_models),
             "blocks": {n: mac_blocks(m) for n, m in starts.items()}}
 
 

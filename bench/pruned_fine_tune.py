@@ -19,10 +19,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
 from vo2spike.compress.prune import (
@@ -33,13 +32,11 @@ from vo2spike.compress.prune import (
     prune_and_fine_tune,
     with_shift_leak,
 )
-from vo2spike.config import FineTuneConfig, load_config
-from vo2spike.crossval import score_lopo
-from vo2spike.data.split import split_masks
-from vo2spike.data.windows import prepare_windows
-from vo2spike.inference import load_model, predict_windows
-from vo2spike.pipeline import REPO, RunOptions, recorded_inputs, resolve_real
+from vo2spike.pipeline import REPO
 from vo2spike.train import fine_tune
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from prune_recipe import load_study, lopo_r2  # noqa: E402
 
 #: name -> change to the run's fine-tuning recipe (FineTuneConfig fields)
 VARIANTS: dict[str, dict] = {
@@ -52,40 +49,22 @@ VARIANTS: dict[str, dict] = {
 
 def study(run: Path) -> dict:
     """REAL leave-one-person-out R² of the float model and of the pruned one per variant."""
-    cfg = load_config(run)
-    data, real_dir = recorded_inputs(run, None, None, say=print)
-    if real_dir is None:
-        real_dir = resolve_real(RunOptions(), print)
-    _, w = prepare_windows(data)
-    _, real = prepare_windows(real_dir)
-    masks = split_masks(w.person, cfg.split)
-    train, val = (w.subset(masks[k]) for k in ("train", "val"))
-    snn, norm, _ = load_model(run, sim_only=True)
-    ft = cfg.fine_tune.config if cfg.fine_tune else \
-        FineTuneConfig(spike_rate_penalty=cfg.train.spike_rate_penalty)
+    s = load_study(run)
+    cfg = s.cfg
     torch.manual_seed(cfg.seed)
-    start = prune_and_fine_tune(with_shift_leak(snn), norm, train, val, None,
-                                DEFAULT_SPARSITY, cfg.train, ft, cfg.seed, FINETUNE_EPOCHS,
+    start = prune_and_fine_tune(with_shift_leak(s.snn), s.norm, s.train, s.val, None,
+                                DEFAULT_SPARSITY, cfg.train, s.ft, cfg.seed, FINETUNE_EPOCHS,
                                 GRADUAL_STEPS)
-    person = np.array([str(p) for p in real.person])
-    pred = pd.DataFrame({"ID_test": real.id_test, "ID": person, "vo2": real.vo2,
-                         "vo2max": real.vo2max})
-    for held_out in sorted(set(person)):
-        rows = person == held_out
-        others = real.subset(~rows)
+
+    def fold_models(others):
         torch.manual_seed(cfg.seed)
-        models = {"float": fine_tune(snn, others, train, norm, ft, cfg.seed)}
-        models.update({name: fine_tune_pruned(start, others, train, norm,
-                                              dataclasses.replace(ft, **change), cfg.seed)
+        models = {"float": fine_tune(s.snn, others, s.train, s.norm, s.ft, cfg.seed)}
+        models.update({name: fine_tune_pruned(start, others, s.train, s.norm,
+                                              dataclasses.replace(s.ft, **change), cfg.seed)
                        for name, change in VARIANTS.items()})
-        for name, model in models.items():
-            p = predict_windows(model, norm, real.x[rows])
-            pred.loc[rows, f"{name}_vo2"], pred.loc[rows, f"{name}_vo2max"] = p.vo2, p.vo2max
-        print(f"held out {held_out}", flush=True)
-    lopo = score_lopo(pred, real.tests.set_index("ID_test")["Weight"], ["float", *VARIANTS])
-    return {"run": str(run), "seed": cfg.seed,
-            "real": {n: {"vo2_r2": r["vo2_ml_min"]["r2"], "vo2max_r2": r["vo2max_ml_min"]["r2"]}
-                     for n, r in lopo.items()}}
+        return models
+
+    return {"run": str(run), "seed": cfg.seed, "real": lopo_r2(s, fold_models)}
 
 
 def render(result: dict) -> str:

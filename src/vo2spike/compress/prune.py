@@ -114,7 +114,7 @@ class PruneRecipe:
     """How the pruning scores are computed (``importance_scores``); the default is the
     shipped recipe. ``bench/prune_recipe.py`` compares recipes over several seeds: over
     seeds 0-3, keeping the heads and scoring by the folded weights lost the least REAL
-    VO2max R² of the three it compares (README, "Pruning recipes")."""
+    VO2max R² of the three it compares (README, "On the device")."""
 
     mac_score_scale: float = MAC_SCORE_SCALE  # block-pruned layers' scores x this
     keep_heads: bool = True  # never prune the VO2 / VO2max heads (128 weights)
