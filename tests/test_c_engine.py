@@ -288,3 +288,34 @@ def test_callgrind_profile_adds_up_to_the_instruction_count(builds, sim_windows)
     profile = ec.profile_callgrind(c_dir, q)
     assert sum(profile.values()) == pytest.approx(ec.callgrind_instructions(c_dir, q))
     assert profile["mac"] > profile["readout"] > 0
+
+
+@needs_arm
+def test_dense_lif2_with_hidden_units_not_a_multiple_of_8_is_bit_exact(run_dir, sim_windows,
+                                                                       tmp_path):
+    """The dense LIF2 kernel takes its weights 4 at a time and pairs them for the DSP
+    instructions; 12 hidden units leave an unpaired group: host and emulated M4 must still
+    equal the NumPy integer engine, spikes of LIF2 included."""
+    import dataclasses
+
+    import torch
+
+    from vo2spike.model.net import VO2Net
+
+    trained, norm, _ = load_model(run_dir)
+    torch.manual_seed(3)
+    model = VO2Net(dataclasses.replace(trained.config, hidden=12)).eval()
+    m = quantize_model(with_shift_leak(model), norm, sim_windows.x[:400])
+    q = encode_inputs(mixed_input_sets(sim_windows.x[:ARM_WINDOWS]))
+    c_dir = tmp_path / "hid12"
+    report = ec.export_c(m, c_dir, test_windows=q)
+    assert "#define VO2_LIF2_DENSE 1" in (c_dir / ec.MODEL_H).read_text()
+    ec.build_host(c_dir)
+    ref = run_windows(m, q)
+    assert ref.spikes[:, 1].sum() > 0  # LIF2 fired: its weights were used
+    np.testing.assert_array_equal(ec.run_harness(c_dir, q),
+                                  np.concatenate([ref.out, ref.spikes], axis=1))
+    run = ec.run_qemu(ec.build_arm(c_dir), timeout=120)
+    assert run.fingerprint == report["fingerprint"]
+    np.testing.assert_array_equal(run.windows, np.concatenate([ref.out, ref.spikes], axis=1))
+    np.testing.assert_array_equal(run.stream, ec.expected_stream(m, q))

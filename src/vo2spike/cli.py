@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     # Installed already by ``vo2spike`` (vo2spike/__main__.py), before the heavy imports;
     # here for callers of main() itself.
     previous = None if interrupts.installed() else interrupts.install()
-    fix_threads()  # the same numbers on any machine (vo2spike.threads)
+    fix_threads()  # the same numbers on any core count (vo2spike.threads)
     try:
         with interrupts.raising():
             return _dispatch(args)

@@ -108,6 +108,9 @@ class CompressionRecord:
     calibration_windows: int  # training windows the int8 activation scales came from
     # sparsities pruned and fine-tuned before `sparsity` (gradual pruning); []: one-shot
     gradual_steps: list[float] = field(default_factory=list)
+    # machine and CPU kernels it was compressed with (vo2spike.threads.cpu_kernels); the
+    # masked fine-tuning rounds as they do. None: not recorded
+    cpu_kernels: str | None = None
 
 
 @dataclass
@@ -170,6 +173,10 @@ class RunConfig:
     # torch / BLAS threads it was trained with (vo2spike.threads; results depend on it);
     # None: not recorded (runs from before it was fixed)
     threads: int | None = None
+    # machine and instruction set of torch's CPU kernels it was trained with, e.g. "x86_64
+    # AVX2" (vo2spike.threads.cpu_kernels; weights are byte-identical only where it agrees);
+    # None: not recorded
+    cpu_kernels: str | None = None
     # VO2max per input set as predict reports it: {"level": coverage aimed at, "calibration":
     # what the residuals came from, "input_sets": {name: {"combination": head /
     # extrapolation / mean (vo2spike.vo2max), "half_width": relative interval half-width}}}
@@ -193,6 +200,8 @@ ADDED_FIELDS: dict[tuple[type, str], object] = {
     (FineTuneConfig, "tuned_fraction"): 1.0,
     (CompressionRecord, "gradual_steps"): [],
     (RunConfig, "threads"): None,
+    (RunConfig, "cpu_kernels"): None,
+    (CompressionRecord, "cpu_kernels"): None,
 }
 
 

@@ -64,7 +64,7 @@ from vo2spike.outputs import (
     resume_dir,
     write_json,
 )
-from vo2spike.threads import fix_threads
+from vo2spike.threads import cpu_kernels, fix_threads
 
 log = logging.getLogger("vo2spike")
 
@@ -394,7 +394,8 @@ def _train_into(out: Path, dataset: Dataset, windows: Windows, data_dir: Path,
                        seed=seed, split=split, data=dataset.source,
                        data_report=dataset.report.counts, channels=list(CHANNELS),
                        input_sets=list(INPUT_SETS),
-                       window_s=WINDOW_S, stride_s=STRIDE_S, threads=fix_threads())
+                       window_s=WINDOW_S, stride_s=STRIDE_S, threads=fix_threads(),
+                       cpu_kernels=cpu_kernels())
     save_config(out, config)
     if resumable:
         interrupts.keep(out)  # from here on an interruption keeps it, for --resume

@@ -80,6 +80,7 @@ from vo2spike.inference import load_model, predict_windows
 from vo2spike.metrics import input_set_results, input_set_table, interval_table, label, score
 from vo2spike.model.net import VO2Net, count_parameters
 from vo2spike.outputs import atomic_dir, check_writable, write_json
+from vo2spike.threads import cpu_kernels
 from vo2spike.timing import untimed
 from vo2spike.train import save_weights
 from vo2spike.vo2max import vo2max_record
@@ -278,7 +279,7 @@ def compress_run(run_dir: Path, data_dir: Path, out: Path, opts: CompressOptions
                      TWIN_FILE: save_weights(pruned["twin"], work / TWIN_FILE)},
             compression=CompressionRecord(source, dict(config.weights), opts.sparsity,
                                           opts.finetune_epochs, int(len(sim_train)),
-                                          schedule[:-1]))
+                                          schedule[:-1], cpu_kernels()))
         save_config(work, cfg)
         with stage("compress: int8 calibration"):
             # quantize_folder lists the int8 files in config.json: keep them in cfg, which
