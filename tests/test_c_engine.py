@@ -293,9 +293,9 @@ def test_callgrind_profile_adds_up_to_the_instruction_count(builds, sim_windows)
 @needs_arm
 def test_dense_lif2_with_hidden_units_not_a_multiple_of_8_is_bit_exact(run_dir, sim_windows,
                                                                        tmp_path):
-    """The dense LIF2 kernel takes its weights 4 at a time and pairs them for the DSP
-    instructions; 12 hidden units leave an unpaired group: host and emulated M4 must still
-    equal the NumPy integer engine, spikes of LIF2 included."""
+    """The M4's dense LIF2 kernel takes two words of weights (8) a loop when the hidden units
+    are a multiple of 8; 12 take the one-word loop: host and emulated M4 must still equal the
+    NumPy integer engine, spikes of LIF2 included."""
     import dataclasses
 
     import torch
@@ -313,9 +313,9 @@ def test_dense_lif2_with_hidden_units_not_a_multiple_of_8_is_bit_exact(run_dir, 
     ec.build_host(c_dir)
     ref = run_windows(m, q)
     assert ref.spikes[:, 1].sum() > 0  # LIF2 fired: its weights were used
-    np.testing.assert_array_equal(ec.run_harness(c_dir, q),
-                                  np.concatenate([ref.out, ref.spikes], axis=1))
+    expected = np.concatenate([ref.out, ref.spikes], axis=1)
+    np.testing.assert_array_equal(ec.run_harness(c_dir, q), expected)
     run = ec.run_qemu(ec.build_arm(c_dir), timeout=120)
     assert run.fingerprint == report["fingerprint"]
-    np.testing.assert_array_equal(run.windows, np.concatenate([ref.out, ref.spikes], axis=1))
+    np.testing.assert_array_equal(run.windows, expected)
     np.testing.assert_array_equal(run.stream, ec.expected_stream(m, q))
